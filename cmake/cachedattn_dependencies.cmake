@@ -1,0 +1,36 @@
+# Finds what the build needs, with a message that says which Debian package to install.
+# Everything comes from Debian packages (scripts/install-deps.sh); nothing is downloaded.
+find_package(Threads REQUIRED)
+
+find_package(fmt CONFIG QUIET)
+if(NOT fmt_FOUND)
+  message(FATAL_ERROR "cachedattn: fmt not found; run scripts/install-deps.sh (Debian: libfmt-dev)")
+endif()
+
+find_package(Boost 1.81 CONFIG QUIET)
+if(NOT Boost_FOUND)
+  message(FATAL_ERROR "cachedattn: Boost >= 1.81 not found (Asio file I/O); run scripts/install-deps.sh "
+                      "(Debian: libboost1.81-dev)")
+endif()
+
+find_path(CACHEDATTN_URING_INCLUDE liburing.h)
+find_library(CACHEDATTN_URING_LIB uring)
+if(NOT CACHEDATTN_URING_INCLUDE OR NOT CACHEDATTN_URING_LIB)
+  message(FATAL_ERROR "cachedattn: liburing not found; run scripts/install-deps.sh (Debian: liburing-dev)")
+endif()
+
+find_path(CACHEDATTN_XXHASH_INCLUDE xxhash.h)
+find_library(CACHEDATTN_XXHASH_LIB xxhash)
+if(NOT CACHEDATTN_XXHASH_INCLUDE OR NOT CACHEDATTN_XXHASH_LIB)
+  message(FATAL_ERROR "cachedattn: xxHash not found; run scripts/install-deps.sh (Debian: libxxhash-dev)")
+endif()
+
+set(CACHEDATTN_USE_OPENMP OFF)
+if(CACHEDATTN_OPENMP)
+  find_package(OpenMP COMPONENTS CXX)
+  if(OpenMP_CXX_FOUND)
+    set(CACHEDATTN_USE_OPENMP ON)
+  else()
+    message(STATUS "cachedattn: OpenMP not found; the CPU reference runs on one core")
+  endif()
+endif()

@@ -1,0 +1,73 @@
+#pragma once
+/// @file
+/// @brief A session's stored KV in its tier-independent form, and the paged view kernels read.
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cachedattn/core/geometry.hpp"
+#include "cachedattn/core/session.hpp"
+
+namespace cachedattn {
+
+/// @brief What a stored KV cache is of: which session, which tokens, and how keys were encoded.
+struct kv_meta {
+    session_id session{};
+    /// Tokens whose KV is stored, in order; the engine reuses the cache only if they are an exact
+    /// prefix of the session's history (a second guard against foreign or stale data).
+    std::vector<token_id> tokens;
+    /// Slot of `tokens[0]` inside the first block (truncation drops whole blocks plus an offset).
+    std::uint32_t first_offset = 0;
+    /// Position at which `tokens[0]`'s key was rotated when keys are stored after RoPE. A cache
+    /// is reusable as is only when this is 0 (positions of a context always start at 0).
+    std::int64_t rope_base = 0;
+
+    std::size_t size() const noexcept { return tokens.size(); }
+    std::size_t blocks(const model_geometry& g) const noexcept {
+        return g.blocks_for(tokens.size(), first_offset);
+    }
+};
+
+/// @brief An owned copy of a session's KV: `meta` plus `blocks(g)` blocks back to back, each
+/// laid out `[layer][k|v][kv_head][token][head_dim]`. This is what moves between tiers.
+struct kv_entry {
+    kv_meta meta;
+    std::vector<std::byte> data;  // [blocks][block_bytes]
+};
+
+/// @brief A trivially copyable view of one session's KV in a block pool (paged KV). Token `t`
+/// of the view lives in block `table[(first_offset + t) / block_tokens]`.
+template <class T>
+struct paged_kv_view {
+    std::byte* pool = nullptr;
+    const std::int32_t* table = nullptr;
+    std::size_t table_size = 0;  // blocks reserved: capacity = table_size*block_tokens - first_offset
+    std::size_t block_bytes = 0;
+    int layers = 0, kv_heads = 0, head_dim = 0, block_tokens = 0;
+    int first_offset = 0;
+    std::int64_t tokens = 0;  // tokens currently valid
+
+    std::int64_t capacity() const noexcept {
+        return static_cast<std::int64_t>(table_size) * block_tokens - first_offset;
+    }
+    /// Pointer to `head_dim` elements: K (`kv == 0`) or V (`kv == 1`) of token `t`.
+    T* at(int layer, int kv, int head, std::int64_t t) const noexcept {
+        assert(t >= 0 && t < capacity());
+        const std::int64_t slot = first_offset + t;
+        const std::int32_t block = table[slot / block_tokens];
+        const std::int64_t in_block = slot % block_tokens;
+        auto* base = reinterpret_cast<T*>(pool + static_cast<std::size_t>(block) * block_bytes);
+        const std::size_t off =
+            ((static_cast<std::size_t>(layer) * 2 + static_cast<std::size_t>(kv)) * kv_heads +
+             static_cast<std::size_t>(head)) *
+                static_cast<std::size_t>(block_tokens) * head_dim +
+            static_cast<std::size_t>(in_block) * head_dim;
+        return base + off;
+    }
+    T* k(int layer, int head, std::int64_t t) const noexcept { return at(layer, 0, head, t); }
+    T* v(int layer, int head, std::int64_t t) const noexcept { return at(layer, 1, head, t); }
+};
+
+}  // namespace cachedattn

@@ -1,0 +1,198 @@
+#pragma once
+/// @file
+/// @brief `engine<Hierarchy, Backend>`: runs conversation turns, keeping each session's KV
+/// across turns in the hierarchy (the paper's CachedAttention flow, §3).
+///
+/// A turn: find the session's KV in whatever tier holds it and bring it to the device tier;
+/// on context overflow let the truncation policy drop the oldest tokens and the positional
+/// encoding policy decide whether the kept KV is still valid; prefill what is not cached plus
+/// the new tokens; decode greedily; keep the new KV in the device tier, from where eviction
+/// moves it down as other sessions need room.
+#include <algorithm>
+#include <chrono>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cachedattn/backend/concept.hpp"
+#include "cachedattn/core/error.hpp"
+#include "cachedattn/engine/turn.hpp"
+
+namespace cachedattn {
+
+struct engine_config {
+    /// false: drop every session's KV when its turn ends (the paper's "RE" baseline:
+    /// recompute the whole history every turn).
+    bool retain_across_turns = true;
+    /// Copy the logits that chose each turn's first token into the result (tests).
+    bool record_logits = false;
+};
+
+template <class Hierarchy, backend::model_backend Backend>
+class engine {
+public:
+    using hierarchy_type = Hierarchy;
+    using posenc = typename Hierarchy::posenc_type;
+
+    engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c) {
+        if (!(h_.geometry() == b_.geometry()))
+            throw config_error("engine: the hierarchy was built for a different model geometry than the backend");
+        logits_.resize(static_cast<std::size_t>(b_.vocab()));
+    }
+
+    /// Runs one turn of `session`: `input` new tokens, then up to `max_new_tokens` greedy tokens.
+    turn_result run_turn(session_id session, std::span<const token_id> input, int max_new_tokens) {
+        using clock = std::chrono::steady_clock;
+        const auto t0 = clock::now();
+        validate(input, max_new_tokens);
+
+        turn_result out;
+        turn_metrics& m = out.metrics;
+        std::vector<token_id>& hist = history_[session];
+        const std::int64_t window = b_.context_window();
+        const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
+        const std::span<const session_id> none{};
+
+        // 1. Overflow: decide the truncation first; a cache it will discard is not loaded.
+        truncation::decision cut{};
+        if (static_cast<std::int64_t>(hist.size()) + needed > window) {
+            cut = h_.truncation().decide(static_cast<std::int64_t>(hist.size()), needed, window);
+            m.truncated = true;
+            if (!cut.reuse_cache && h_.locate(session)) {
+                h_.drop(session);
+                m.invalidated = true;
+            }
+        }
+
+        // 2. Find the stored KV and bring it to the device tier.
+        bool have = false;
+        if (const auto where = h_.locate(session)) {
+            auto p = h_.promote_to_device(session, none);
+            m.bytes_loaded = p.bytes;
+            m.damaged = p.damaged;
+            have = !p.damaged;
+            if (have) m.hit_tier = *where;
+        }
+        auto& dev = h_.device();
+        if (have && !usable(dev.meta(session), hist)) {
+            h_.drop(session);
+            have = false;
+            m.hit_tier.reset();
+            m.invalidated = true;
+        }
+
+        // 3. Apply the truncation to the history and to the stored KV.
+        if (m.truncated) {
+            const auto d = static_cast<std::size_t>(cut.drop_tokens);
+            hist.erase(hist.begin(), hist.begin() + static_cast<std::ptrdiff_t>(d));
+            if (have) {
+                if (dev.meta(session).tokens.size() <= d) {
+                    h_.drop(session);
+                    have = false;
+                } else {
+                    dev.truncate_front(session, d);
+                    if (h_.posenc().rebase(dev.view(session), static_cast<std::int64_t>(d), b_.rope())) {
+                        dev.set_rope_base(session, 0);
+                    } else {
+                        h_.drop(session);
+                        have = false;
+                        m.invalidated = true;
+                    }
+                }
+                if (!have) m.hit_tier.reset();
+            }
+        }
+        if (!have) h_.create_on_device(session);
+        const std::size_t kv_len = dev.meta(session).tokens.size();
+        const auto t_loaded = clock::now();
+        m.load_s = seconds(t_loaded - t0);
+
+        // 4. Prefill what is not cached plus the new tokens.
+        hist.insert(hist.end(), input.begin(), input.end());
+        const std::span<const token_id> todo(hist.data() + kv_len, hist.size() - kv_len);
+        m.reused_tokens = static_cast<std::int64_t>(kv_len);
+        m.new_tokens = static_cast<std::int64_t>(input.size());
+        m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
+        // The last generated token is never fed back, so its KV needs no room.
+        h_.reserve_on_device(session, hist.size() + static_cast<std::size_t>(max_new_tokens) - 1, none);
+        b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
+        dev.commit(session, todo);
+        token_id next = argmax();
+        const auto t_first = clock::now();
+        m.prefill_s = seconds(t_first - t_loaded);
+        m.ttft_s = seconds(t_first - t0);
+        if (cfg_.record_logits) out.first_logits = logits_;
+
+        // 5. Greedy decode.
+        out.generated.push_back(next);
+        for (int step = 1; step < max_new_tokens; ++step) {
+            const token_id fed[1] = {next};
+            b_.forward(dev.view(session), fed, posenc::keys_pre_rope, logits_);
+            dev.commit(session, fed);
+            next = argmax();
+            out.generated.push_back(next);
+        }
+        m.decode_s = seconds(clock::now() - t_first);
+        m.generated_tokens = static_cast<std::int64_t>(out.generated.size());
+        hist.insert(hist.end(), out.generated.begin(), out.generated.end());
+
+        dev.shrink_to_fit(session);
+        if (cfg_.retain_across_turns) h_.touch(session);
+        else h_.drop(session);
+        return out;
+    }
+
+    /// The session's full token history as the engine sees it (after any truncation).
+    const std::vector<token_id>& history(session_id s) const {
+        static const std::vector<token_id> empty;
+        auto it = history_.find(s);
+        return it == history_.end() ? empty : it->second;
+    }
+    /// Forgets a finished conversation and its stored KV.
+    void end_session(session_id s) {
+        h_.drop(s);
+        history_.erase(s);
+    }
+    Hierarchy& hierarchy() noexcept { return h_; }
+    Backend& model_backend() noexcept { return b_; }
+    const engine_config& config() const noexcept { return cfg_; }
+
+private:
+    static double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+    void validate(std::span<const token_id> input, int max_new_tokens) const {
+        if (input.empty()) throw input_error("engine::run_turn: a turn needs at least one input token");
+        if (max_new_tokens < 1)
+            throw input_error("engine::run_turn: max_new_tokens must be >= 1, got " + std::to_string(max_new_tokens));
+        for (token_id t : input)
+            if (t < 0 || t >= b_.vocab())
+                throw input_error("engine::run_turn: token id " + std::to_string(t) +
+                                  " is outside the vocabulary [0, " + std::to_string(b_.vocab()) + ")");
+        const auto needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
+        if (needed > b_.context_window())
+            throw input_error("engine::run_turn: the turn needs " + std::to_string(needed) +
+                              " tokens (input + max_new_tokens) but the context window is " +
+                              std::to_string(b_.context_window()));
+    }
+
+    /// Stored KV is reused only if its tokens are an exact prefix of the history and, for keys
+    /// stored after RoPE, they were rotated at the positions they have now.
+    static bool usable(const kv_meta& meta, const std::vector<token_id>& hist) {
+        if (meta.tokens.size() > hist.size()) return false;
+        if (!std::equal(meta.tokens.begin(), meta.tokens.end(), hist.begin())) return false;
+        return posenc::keys_pre_rope || meta.rope_base == 0;
+    }
+
+    token_id argmax() const {
+        return static_cast<token_id>(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+    }
+
+    Hierarchy& h_;
+    Backend& b_;
+    engine_config cfg_;
+    std::unordered_map<session_id, std::vector<token_id>> history_;
+    std::vector<float> logits_;
+};
+
+}  // namespace cachedattn

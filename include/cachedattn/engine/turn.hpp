@@ -1,0 +1,35 @@
+#pragma once
+/// @file
+/// @brief What one turn (job) reports: the generated tokens and where the time and bytes went.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "cachedattn/core/session.hpp"
+
+namespace cachedattn {
+
+struct turn_metrics {
+    std::optional<std::size_t> hit_tier;  ///< tier that served the session's KV; nullopt: miss
+    bool damaged = false;        ///< a stored copy existed but was unusable (counted as a miss)
+    bool truncated = false;      ///< the history overflowed the context window this turn
+    bool invalidated = false;    ///< stored KV existed but could not be reused (posenc, stale)
+    std::int64_t reused_tokens = 0;      ///< history tokens whose KV came from the store
+    std::int64_t recomputed_tokens = 0;  ///< history tokens prefilled again
+    std::int64_t new_tokens = 0;         ///< the turn's input tokens
+    std::int64_t generated_tokens = 0;
+    std::size_t bytes_loaded = 0;  ///< bytes copied into the device tier for this turn
+    double load_s = 0;     ///< finding and loading the stored KV
+    double prefill_s = 0;  ///< computing history-to-recompute + new tokens
+    double ttft_s = 0;     ///< turn start to first generated token
+    double decode_s = 0;   ///< the remaining generated tokens
+};
+
+struct turn_result {
+    std::vector<token_id> generated;
+    turn_metrics metrics;
+    std::vector<float> first_logits;  ///< logits that chose the first token (if recorded)
+};
+
+}  // namespace cachedattn

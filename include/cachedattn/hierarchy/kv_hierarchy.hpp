@@ -1,0 +1,415 @@
+#pragma once
+/// @file
+/// @brief `kv_hierarchy`: where every session's KV lives, how it moves between tiers, and when
+/// it is dropped. The paper's hierarchical KV caching system (§3.1) as one composed type.
+///
+/// Each session lives in exactly one tier (the directory says which). Making room in tier i is
+/// planned first, as a const query over the tiers' eviction policies (victims go one tier down,
+/// recursively making room there; whatever cannot go down is dropped), and then applied; plans
+/// can be inspected in tests. One eviction policy instance per tier.
+#include <array>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "cachedattn/core/error.hpp"
+#include "cachedattn/core/queue_view.hpp"
+#include "cachedattn/core/residency_view.hpp"
+#include "cachedattn/eviction/concept.hpp"
+#include "cachedattn/hierarchy/tiers.hpp"
+#include "cachedattn/io/kv_file_format.hpp"
+#include "cachedattn/posenc/concept.hpp"
+#include "cachedattn/prefetch/concept.hpp"
+#include "cachedattn/tier/concept.hpp"
+#include "cachedattn/truncation/concept.hpp"
+
+namespace cachedattn {
+
+/// @brief One step of a plan: move `session` from tier `from` to tier `to`, or drop it.
+struct tier_move {
+    session_id session;
+    std::size_t from = 0;
+    std::optional<std::size_t> to;  ///< nullopt: drop
+    std::size_t bytes = 0;          ///< bytes freed in `from`
+};
+
+/// @brief Counters of everything the hierarchy moved, per tier.
+template <std::size_t N>
+struct hierarchy_stats {
+    std::array<std::size_t, N> bytes_in{};       ///< bytes written into tier i (promotion or demotion)
+    std::array<std::size_t, N> bytes_out{};      ///< bytes taken out of tier i
+    std::array<std::size_t, N> demotions{};      ///< sessions moved from tier i to i+1
+    std::array<std::size_t, N> drops{};          ///< sessions dropped from tier i
+    std::size_t damaged = 0;                     ///< stored copies found damaged (became misses)
+};
+
+template <class Tiers, class Evict, class Prefetch, class Truncate, class PosEnc>
+class kv_hierarchy {
+    static_assert(sizeof(Tiers) == 0,
+                  "kv_hierarchy's first argument must be cachedattn::tiers<...>, e.g. "
+                  "tiers<tier::device_tier, tier::host_tier, tier::file_tier>");
+};
+
+template <class... T, class Evict, class Prefetch, class Truncate, class PosEnc>
+class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc> {
+    static_assert(sizeof...(T) >= 1, "kv_hierarchy needs at least one tier (the device tier)");
+    static_assert((tier::tier<T> && ...),
+                  "every tier must model cachedattn::tier::tier (see tier/concept.hpp): a nested "
+                  "config, name, capacity_bytes/used_bytes/free_bytes, contains, charge, meta, put, "
+                  "take and erase");
+    static_assert(tier::device_tier_like<std::tuple_element_t<0, std::tuple<T...>>>,
+                  "the first tier must model cachedattn::tier::device_tier_like (e.g. "
+                  "tier::device_tier): the model computes in it");
+    static_assert(eviction::eviction_policy<Evict>,
+                  "Evict must model cachedattn::eviction::eviction_policy: it needs a nested config, "
+                  "a static name, on_insert/on_access/on_erase(session_id), size() and a const "
+                  "victim(const eviction::context&) returning std::optional<session_id>");
+    static_assert(prefetch::prefetch_policy<Prefetch>,
+                  "Prefetch must model cachedattn::prefetch::prefetch_policy: a nested config, a "
+                  "static name and a const plan(const queue_view&, const residency_view&) "
+                  "returning prefetch::prefetch_plan");
+    static_assert(truncation::truncation_policy<Truncate>,
+                  "Truncate must model cachedattn::truncation::truncation_policy: a nested config, "
+                  "a static name and a const decide(history, needed, window) returning "
+                  "truncation::decision");
+    static_assert(posenc::positional_encoding<PosEnc>,
+                  "PosEnc must model cachedattn::posenc::positional_encoding: a nested config, "
+                  "static name, keys_pre_rope and tag, and a const rebase(paged_kv_view<float>, "
+                  "shift, const rope_table&) returning bool");
+
+public:
+    static constexpr std::size_t tier_count = sizeof...(T);
+    using tier_tuple = std::tuple<T...>;
+    using device_type = std::tuple_element_t<0, tier_tuple>;
+    using eviction_type = Evict;
+    using prefetch_type = Prefetch;
+    using truncation_type = Truncate;
+    using posenc_type = PosEnc;
+    using stats_type = hierarchy_stats<tier_count>;
+
+    struct config {
+        std::tuple<typename T::config...> tiers;
+        typename Evict::config eviction{};
+        typename Prefetch::config prefetch{};
+        typename Truncate::config truncation{};
+        typename PosEnc::config posenc{};
+    };
+
+    /// @param weights_id identity of the weights (seed or file hash), folded into the fingerprint
+    kv_hierarchy(const config& c, const model_geometry& g, std::uint64_t weights_id)
+        : kv_hierarchy(c, tier::tier_init{g, io::cache_fingerprint(g, weights_id, PosEnc::tag)},
+                       std::index_sequence_for<T...>{}) {}
+
+    kv_hierarchy(const kv_hierarchy&) = delete;
+    kv_hierarchy& operator=(const kv_hierarchy&) = delete;
+
+    // ---------------------------------------------------------------- queries
+    std::optional<std::size_t> locate(session_id s) const {
+        auto it = dir_.find(s);
+        if (it == dir_.end()) return std::nullopt;
+        return it->second;
+    }
+    residency_view residency() const noexcept { return {&dir_, tier_count}; }
+    template <std::size_t I>
+    auto& tier() noexcept { return std::get<I>(tiers_); }
+    template <std::size_t I>
+    const auto& tier() const noexcept { return std::get<I>(tiers_); }
+    device_type& device() noexcept { return std::get<0>(tiers_); }
+    const Evict& eviction(std::size_t tier) const { return evict_.at(tier); }
+    const Prefetch& prefetcher() const noexcept { return prefetch_; }
+    const Truncate& truncation() const noexcept { return truncate_; }
+    const PosEnc& posenc() const noexcept { return posenc_; }
+    const stats_type& stats() const noexcept { return stats_; }
+    const model_geometry& geometry() const noexcept { return init_.geometry; }
+    std::uint64_t fingerprint() const noexcept { return init_.fingerprint; }
+
+    std::size_t capacity_bytes(std::size_t i) const { return on_tier(i, [](const auto& t) { return t.capacity_bytes(); }); }
+    std::size_t used_bytes(std::size_t i) const { return on_tier(i, [](const auto& t) { return t.used_bytes(); }); }
+    std::size_t free_bytes(std::size_t i) const { return on_tier(i, [](const auto& t) { return t.free_bytes(); }); }
+    std::size_t sessions(std::size_t i) const { return on_tier(i, [](const auto& t) { return t.sessions(); }); }
+    static constexpr std::string_view tier_name(std::size_t i) {
+        constexpr std::array<std::string_view, tier_count> names{T::name...};
+        return names[i];
+    }
+    /// Bytes the stored copy of `s` takes in its tier. Pre: stored.
+    std::size_t stored_bytes(session_id s) const {
+        return on_tier(*locate(s), [&](const auto& t) { return t.stored_bytes(s); });
+    }
+    const kv_meta& meta(session_id s) const {
+        return on_tier(*locate(s), [&](const auto& t) -> const kv_meta& { return t.meta(s); });
+    }
+
+    // ---------------------------------------------------------------- plan, then apply
+    /// Moves that would free `bytes` in tier `i` without touching `pinned`, or nullopt when
+    /// impossible (the tier is too small, or everything in it is pinned).
+    std::optional<std::vector<tier_move>> plan_room(std::size_t i, std::size_t bytes,
+                                                    std::span<const session_id> pinned,
+                                                    const queue_view& queue = {}) const {
+        std::array<std::size_t, tier_count> free{};
+        for (std::size_t t = 0; t < tier_count; ++t) free[t] = free_bytes(t);
+        std::array<std::vector<session_id>, tier_count> chosen;
+        for (auto& c : chosen) c.assign(pinned.begin(), pinned.end());
+        std::vector<tier_move> plan;
+        if (!plan_room_rec(i, bytes, queue, free, chosen, plan)) return std::nullopt;
+        return plan;
+    }
+
+    /// Carries out a plan from `plan_room`.
+    void apply(const std::vector<tier_move>& plan) {
+        for (const tier_move& m : plan) {
+            if (!m.to) {
+                drop_from(m.session, m.from);
+                ++stats_.drops[m.from];
+                continue;
+            }
+            auto e = take_from(m.session, m.from);
+            if (!e) continue;  // damaged: already counted and forgotten
+            put_into(std::move(*e), *m.to);
+            ++stats_.demotions[m.from];
+        }
+    }
+
+    /// Frees `bytes` in tier `i` (plan + apply). Returns false when impossible.
+    bool make_room(std::size_t i, std::size_t bytes, std::span<const session_id> pinned,
+                   const queue_view& queue = {}) {
+        if (free_bytes(i) >= bytes) return true;
+        auto plan = plan_room(i, bytes, pinned, queue);
+        if (!plan) return false;
+        apply(*plan);
+        return true;
+    }
+
+    // ---------------------------------------------------------------- session operations
+    /// Result of bringing a session's KV to the device tier.
+    struct promotion {
+        std::optional<std::size_t> from;  ///< tier that held it; nullopt: not stored (a miss)
+        std::size_t bytes = 0;            ///< bytes copied into the device tier
+        bool damaged = false;             ///< it was stored, but the copy was unusable
+    };
+
+    /// Moves `s` up to the device tier, demoting others as its eviction policies choose.
+    /// Throws config_error when the device tier cannot hold it even when empty.
+    promotion promote_to_device(session_id s, std::span<const session_id> pinned, const queue_view& queue = {}) {
+        promotion r;
+        r.from = locate(s);
+        if (!r.from) return r;
+        if (*r.from == 0) {
+            evict_[0].on_access(s);
+            return r;
+        }
+        const std::size_t need = device().charge(meta(s));
+        if (need > device().capacity_bytes())
+            throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
+                               " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
+                               std::to_string(need) + " bytes)");
+        auto e = take_from(s, *r.from);
+        if (!e) {
+            r.damaged = true;
+            return r;
+        }
+        std::vector<session_id> keep(pinned.begin(), pinned.end());
+        keep.push_back(s);
+        if (!make_room(0, need, keep, queue))
+            throw config_error("kv_hierarchy: cannot make room for session " + std::to_string(s.value) +
+                               " in the device tier: every resident session is pinned");
+        r.bytes = e->data.size();
+        put_into(std::move(*e), 0);
+        return r;
+    }
+
+    /// Starts an empty device-resident entry for `s` (a miss about to be computed).
+    void create_on_device(session_id s) {
+        if (locate(s)) drop(s);
+        device().create(s);
+        evict_[0].on_insert(s);
+        dir_[s] = 0;
+    }
+
+    /// Grows `s`'s device entry to hold `tokens` tokens, demoting others to make room.
+    void reserve_on_device(session_id s, std::size_t tokens, std::span<const session_id> pinned,
+                           const queue_view& queue = {}) {
+        const std::size_t extra = device().reserve_charge(s, tokens);
+        std::vector<session_id> keep(pinned.begin(), pinned.end());
+        keep.push_back(s);
+        if (!make_room(0, extra, keep, queue))
+            throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
+                               " bytes) cannot hold " + std::to_string(tokens) + " tokens of session " +
+                               std::to_string(s.value) + " (" +
+                               std::to_string(geometry().kv_bytes_per_token()) +
+                               " bytes per token) next to the pinned sessions");
+        device().reserve(s, tokens);
+    }
+
+    void touch(session_id s) {
+        if (auto t = locate(s)) evict_[*t].on_access(s);
+    }
+
+    /// Forgets `s` wherever it is.
+    void drop(session_id s) {
+        if (auto t = locate(s)) drop_from(s, *t);
+    }
+
+    /// Moves `s` one tier down (making room there), or drops it from the last tier.
+    void demote(session_id s, const queue_view& queue = {}) {
+        const auto t = locate(s);
+        if (!t) return;
+        if (*t + 1 >= tier_count) {
+            drop_from(s, *t);
+            ++stats_.drops[*t];
+            return;
+        }
+        const std::size_t need = charge_in(*t + 1, meta(s));
+        if (need > capacity_bytes(*t + 1) || !make_room(*t + 1, need, std::array{s}, queue)) {
+            drop_from(s, *t);
+            ++stats_.drops[*t];
+            return;
+        }
+        auto e = take_from(s, *t);
+        if (!e) return;
+        put_into(std::move(*e), *t + 1);
+        ++stats_.demotions[*t];
+    }
+
+    /// Runs the prefetch policy: promotes planned sessions to its target tier while room is free.
+    std::size_t prefetch(const queue_view& queue) {
+        const prefetch::prefetch_plan plan = prefetch_.plan(queue, residency());
+        std::size_t moved = 0;
+        const std::size_t target = plan.target_tier;
+        if (target >= tier_count) return 0;
+        for (session_id s : plan.sessions) {
+            const auto t = locate(s);
+            if (!t || *t <= target) continue;
+            if (charge_in(target, meta(s)) > free_bytes(target)) break;
+            auto e = take_from(s, *t);
+            if (!e) continue;
+            put_into(std::move(*e), target);
+            ++moved;
+        }
+        return moved;
+    }
+
+    /// Checks the byte accounting: every tier within capacity, the directory matches the tiers.
+    /// Throws cachedattn::error on violation (used by tests and debug runs).
+    void check_invariants() const {
+        std::size_t in_tiers = 0;
+        for (std::size_t i = 0; i < tier_count; ++i) {
+            if (used_bytes(i) > capacity_bytes(i))
+                throw error("kv_hierarchy: tier " + std::string(tier_name(i)) + " over capacity");
+            in_tiers += sessions(i);
+            if (evict_[i].size() != sessions(i))
+                throw error("kv_hierarchy: eviction policy of tier " + std::string(tier_name(i)) +
+                            " tracks a different number of sessions than the tier holds");
+        }
+        if (in_tiers != dir_.size()) throw error("kv_hierarchy: a session is in two tiers or none");
+        for (const auto& [s, t] : dir_)
+            if (!on_tier(t, [&](const auto& x) { return x.contains(s); }))
+                throw error("kv_hierarchy: directory points to a tier that lacks the session");
+    }
+
+private:
+    template <std::size_t... I>
+    kv_hierarchy(const config& c, const tier::tier_init& init, std::index_sequence<I...>)
+        : init_(init),
+          tiers_(std::tuple_element_t<I, tier_tuple>(std::get<I>(c.tiers), init)...),
+          evict_{make_evict<I>(c.eviction)...},
+          prefetch_(c.prefetch),
+          truncate_(c.truncation),
+          posenc_(c.posenc) {}
+
+    template <std::size_t>
+    static Evict make_evict(const typename Evict::config& c) { return Evict(c); }
+
+    template <class F>
+    decltype(auto) on_tier(std::size_t i, F&& f) const {
+        return on_tier_impl(*this, i, std::forward<F>(f), std::index_sequence_for<T...>{});
+    }
+    template <class F>
+    decltype(auto) on_tier(std::size_t i, F&& f) {
+        return on_tier_impl(*this, i, std::forward<F>(f), std::index_sequence_for<T...>{});
+    }
+    template <class Self, class F, std::size_t I0, std::size_t... I>
+    static decltype(auto) on_tier_impl(Self& self, std::size_t i, F&& f, std::index_sequence<I0, I...>) {
+        if constexpr (sizeof...(I) == 0) {
+            return f(std::get<I0>(self.tiers_));
+        } else {
+            if (i == I0) return f(std::get<I0>(self.tiers_));
+            return on_tier_impl(self, i, std::forward<F>(f), std::index_sequence<I...>{});
+        }
+    }
+
+    std::size_t charge_in(std::size_t i, const kv_meta& m) const {
+        return on_tier(i, [&](const auto& t) { return t.charge(m); });
+    }
+
+    bool plan_room_rec(std::size_t i, std::size_t bytes, const queue_view& queue,
+                       std::array<std::size_t, tier_count>& free,
+                       std::array<std::vector<session_id>, tier_count>& chosen,
+                       std::vector<tier_move>& plan) const {
+        if (bytes > capacity_bytes(i)) return false;
+        while (free[i] < bytes) {
+            const auto v = evict_[i].victim(eviction::context{queue, chosen[i]});
+            if (!v) return false;
+            chosen[i].push_back(*v);
+            const std::size_t freed = on_tier(i, [&](const auto& t) { return t.stored_bytes(*v); });
+            tier_move m{*v, i, std::nullopt, freed};
+            if (i + 1 < tier_count) {
+                const std::size_t need = charge_in(i + 1, on_tier(i, [&](const auto& t) -> const kv_meta& { return t.meta(*v); }));
+                // Try to make room below; on failure roll back nothing: the partial plan below
+                // only frees bytes, which is harmless, but keep it out of the plan to stay minimal.
+                const auto mark = plan.size();
+                auto free_copy = free;
+                auto chosen_copy = chosen;
+                if (plan_room_rec(i + 1, need, queue, free, chosen, plan)) {
+                    free[i + 1] -= need;
+                    m.to = i + 1;
+                } else {
+                    plan.resize(mark);
+                    free = free_copy;
+                    chosen = chosen_copy;
+                    chosen[i].push_back(*v);
+                }
+            }
+            free[i] += freed;
+            plan.push_back(m);
+        }
+        return true;
+    }
+
+    std::optional<kv_entry> take_from(session_id s, std::size_t i) {
+        const std::size_t bytes = on_tier(i, [&](const auto& t) { return t.stored_bytes(s); });
+        auto e = on_tier(i, [&](auto& t) { return t.take(s); });
+        evict_[i].on_erase(s);
+        dir_.erase(s);
+        stats_.bytes_out[i] += bytes;
+        if (!e) ++stats_.damaged;
+        return e;
+    }
+    void put_into(kv_entry&& e, std::size_t i) {
+        const session_id s = e.meta.session;
+        const std::size_t bytes = charge_in(i, e.meta);
+        on_tier(i, [&](auto& t) { t.put(std::move(e)); });
+        evict_[i].on_insert(s);
+        dir_[s] = i;
+        stats_.bytes_in[i] += bytes;
+    }
+    void drop_from(session_id s, std::size_t i) {
+        on_tier(i, [&](auto& t) { t.erase(s); });
+        evict_[i].on_erase(s);
+        dir_.erase(s);
+    }
+
+    tier::tier_init init_;
+    tier_tuple tiers_;
+    std::array<Evict, tier_count> evict_;
+    Prefetch prefetch_;
+    Truncate truncate_;
+    PosEnc posenc_;
+    residency_view::directory dir_;
+    stats_type stats_;
+};
+
+}  // namespace cachedattn

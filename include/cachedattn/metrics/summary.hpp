@@ -1,0 +1,77 @@
+#pragma once
+/// @file
+/// @brief Aggregates turn metrics into what a policy comparison reports: hit rate per tier,
+/// mean and tail TTFT, tokens recomputed, bytes moved.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "cachedattn/engine/turn.hpp"
+
+namespace cachedattn::metrics {
+
+/// @brief The q-quantile (0..1) of `v` by the nearest-rank method; 0 for an empty sample.
+inline double quantile(std::vector<double> v, double q) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    const double rank = std::ceil(q * static_cast<double>(v.size()));
+    const std::size_t i = rank < 1 ? 0 : static_cast<std::size_t>(rank) - 1;
+    return v[std::min(i, v.size() - 1)];
+}
+
+class summary {
+public:
+    explicit summary(std::size_t tiers) : hits_(tiers, 0) {}
+
+    void add(const turn_metrics& m) {
+        ++turns_;
+        if (m.hit_tier) ++hits_.at(*m.hit_tier);
+        if (m.damaged) ++damaged_;
+        if (m.truncated) ++truncated_;
+        ttft_.push_back(m.ttft_s);
+        prefill_.push_back(m.prefill_s);
+        reused_ += m.reused_tokens;
+        recomputed_ += m.recomputed_tokens;
+        new_ += m.new_tokens;
+        generated_ += m.generated_tokens;
+        bytes_loaded_ += m.bytes_loaded;
+    }
+
+    std::size_t turns() const noexcept { return turns_; }
+    std::size_t hits(std::size_t tier) const { return hits_.at(tier); }
+    std::size_t hits() const {
+        std::size_t s = 0;
+        for (auto h : hits_) s += h;
+        return s;
+    }
+    double hit_rate(std::size_t tier) const { return turns_ ? static_cast<double>(hits(tier)) / static_cast<double>(turns_) : 0; }
+    double hit_rate() const { return turns_ ? static_cast<double>(hits()) / static_cast<double>(turns_) : 0; }
+    double mean_ttft() const { return mean(ttft_); }
+    double p99_ttft() const { return quantile(ttft_, 0.99); }
+    double total_prefill() const { return sum(prefill_); }
+    double total_ttft() const { return sum(ttft_); }
+    std::int64_t reused_tokens() const noexcept { return reused_; }
+    std::int64_t recomputed_tokens() const noexcept { return recomputed_; }
+    std::int64_t new_tokens() const noexcept { return new_; }
+    std::int64_t generated_tokens() const noexcept { return generated_; }
+    std::size_t bytes_loaded() const noexcept { return bytes_loaded_; }
+    std::size_t damaged() const noexcept { return damaged_; }
+    std::size_t truncated() const noexcept { return truncated_; }
+
+private:
+    static double sum(const std::vector<double>& v) {
+        double s = 0;
+        for (double x : v) s += x;
+        return s;
+    }
+    static double mean(const std::vector<double>& v) { return v.empty() ? 0 : sum(v) / static_cast<double>(v.size()); }
+
+    std::size_t turns_ = 0, damaged_ = 0, truncated_ = 0;
+    std::vector<std::size_t> hits_;
+    std::vector<double> ttft_, prefill_;
+    std::int64_t reused_ = 0, recomputed_ = 0, new_ = 0, generated_ = 0;
+    std::size_t bytes_loaded_ = 0;
+};
+
+}  // namespace cachedattn::metrics

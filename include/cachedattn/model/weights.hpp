@@ -1,0 +1,77 @@
+#pragma once
+/// @file
+/// @brief fp32 weights of a LLaMA-architecture model, generated deterministically from a seed.
+/// Matrices are row-major `[out][in]`, so every output is one contiguous dot product.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "cachedattn/model/config.hpp"
+
+namespace cachedattn::model {
+
+struct layer_weights {
+    std::vector<float> attn_norm;  // [dim]
+    std::vector<float> wq;         // [heads*head_dim][dim]
+    std::vector<float> wk;         // [kv_heads*head_dim][dim]
+    std::vector<float> wv;         // [kv_heads*head_dim][dim]
+    std::vector<float> wo;         // [dim][heads*head_dim]
+    std::vector<float> ffn_norm;   // [dim]
+    std::vector<float> w_gate;     // [ffn][dim]
+    std::vector<float> w_up;       // [ffn][dim]
+    std::vector<float> w_down;     // [dim][ffn]
+};
+
+struct weights {
+    std::uint64_t seed = 0;
+    std::vector<float> embedding;   // [vocab][dim]
+    std::vector<layer_weights> layers;
+    std::vector<float> final_norm;  // [dim]
+    std::vector<float> output;      // [vocab][dim]
+
+    /// Uniform weights scaled by 1/sqrt(fan_in) (activations keep unit scale through depth),
+    /// norms near 1. Each tensor has its own stream, so the result depends only on the seed.
+    static weights random(const model_config& c, std::uint64_t seed) {
+        c.validate();
+        weights w;
+        w.seed = seed;
+        std::uint64_t stream = 0;
+        auto fill = [&](std::size_t n, float scale, float offset = 0.0f) {
+            std::uint64_t state = seed * 0x9e3779b97f4a7c15ULL + (++stream) * 0xd1b54a32d192ed03ULL;
+            std::vector<float> v(n);
+            for (auto& x : v) {
+                // splitmix64
+                std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+                z ^= z >> 31;
+                const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0,1)
+                x = offset + scale * (2.0f * u - 1.0f);
+            }
+            return v;
+        };
+        const std::size_t d = static_cast<std::size_t>(c.dim);
+        const std::size_t q = static_cast<std::size_t>(c.heads) * c.head_dim;
+        const std::size_t kv = static_cast<std::size_t>(c.kv_heads) * c.head_dim;
+        const std::size_t f = static_cast<std::size_t>(c.ffn_dim);
+        const float sd = std::sqrt(3.0f / static_cast<float>(d));  // uniform(-a,a) has var a^2/3
+        w.embedding = fill(static_cast<std::size_t>(c.vocab) * d, 1.0f);
+        w.layers.resize(static_cast<std::size_t>(c.layers));
+        for (auto& l : w.layers) {
+            l.attn_norm = fill(d, 0.1f, 1.0f);
+            l.wq = fill(q * d, sd);
+            l.wk = fill(kv * d, sd);
+            l.wv = fill(kv * d, sd);
+            l.wo = fill(d * q, std::sqrt(3.0f / static_cast<float>(q)));
+            l.ffn_norm = fill(d, 0.1f, 1.0f);
+            l.w_gate = fill(f * d, sd);
+            l.w_up = fill(f * d, sd);
+            l.w_down = fill(d * f, std::sqrt(3.0f / static_cast<float>(f)));
+        }
+        w.final_norm = fill(d, 0.1f, 1.0f);
+        w.output = fill(static_cast<std::size_t>(c.vocab) * d, sd);
+        return w;
+    }
+};
+
+}  // namespace cachedattn::model

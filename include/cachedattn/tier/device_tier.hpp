@@ -1,0 +1,209 @@
+#pragma once
+/// @file
+/// @brief The device tier ("HBM"): a block pool allocated once, with a block table per session.
+///
+/// In the CPU build the pool is host memory standing in for HBM; the CUDA tier has the same
+/// interface over cudaMalloc'd memory. Capacity is whole blocks: `capacity / block_bytes`
+/// blocks are usable and every resident session is charged for the blocks its table holds,
+/// including blocks reserved for tokens the running turn has not produced yet.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cachedattn/core/error.hpp"
+#include "cachedattn/tier/concept.hpp"
+#include "cachedattn/tier/detail/aligned_buffer.hpp"
+
+namespace cachedattn::tier {
+
+class device_tier {
+public:
+    struct config {
+        std::size_t capacity_bytes = 0;
+    };
+    static constexpr std::string_view name = "device";
+
+    device_tier(const config& c, const tier_init& init)
+        : g_(init.geometry), block_bytes_(init.geometry.block_bytes()), capacity_(c.capacity_bytes) {
+        g_.validate();
+        if (c.capacity_bytes == 0) throw config_error("device_tier: capacity_bytes must be > 0");
+        const std::size_t blocks = c.capacity_bytes / block_bytes_;
+        if (blocks == 0)
+            throw config_error("device_tier: capacity of " + std::to_string(c.capacity_bytes) +
+                               " bytes holds no KV block (a block is " +
+                               std::to_string(block_bytes_) + " bytes)");
+        if (blocks > static_cast<std::size_t>(INT32_MAX))
+            throw config_error("device_tier: more than 2^31 blocks; raise block_tokens");
+        pool_ = detail::aligned_bytes(blocks * block_bytes_);
+        free_.resize(blocks);
+        // Hand out low block numbers first (pop from the back).
+        for (std::size_t i = 0; i < blocks; ++i) free_[i] = static_cast<std::int32_t>(blocks - 1 - i);
+        total_blocks_ = blocks;
+    }
+
+    std::size_t capacity_bytes() const noexcept { return capacity_; }
+    std::size_t used_bytes() const noexcept { return (total_blocks_ - free_.size()) * block_bytes_; }
+    std::size_t free_bytes() const noexcept { return free_.size() * block_bytes_; }
+    bool contains(session_id s) const { return res_.contains(s); }
+    std::size_t sessions() const noexcept { return res_.size(); }
+    std::size_t charge(const kv_meta& m) const noexcept { return m.blocks(g_) * block_bytes_; }
+    std::size_t stored_bytes(session_id s) const { return get(s).table.size() * block_bytes_; }
+    const kv_meta& meta(session_id s) const { return get(s).meta; }
+
+    void put(kv_entry&& e) {
+        const std::size_t blocks = e.meta.blocks(g_);
+        require(!contains(e.meta.session), "put of a session already resident");
+        require(blocks <= free_.size(), "put over capacity (the hierarchy must make room first)");
+        require(e.data.size() == blocks * block_bytes_, "put of an entry with a malformed payload");
+        resident r;
+        r.table = allocate(blocks);
+        for (std::size_t b = 0; b < blocks; ++b)
+            std::memcpy(block(r.table[b]), e.data.data() + b * block_bytes_, block_bytes_);
+        r.meta = std::move(e.meta);
+        const session_id s = r.meta.session;
+        res_.emplace(s, std::move(r));
+    }
+
+    std::optional<kv_entry> take(session_id s) {
+        auto it = find(s);
+        kv_entry e = copy_out(it->second);
+        release(it->second.table);
+        res_.erase(it);
+        return e;
+    }
+
+    /// Copy of a resident entry (blocks trimmed to the stored tokens).
+    kv_entry read(session_id s) const { return copy_out(get(s)); }
+
+    void erase(session_id s) {
+        auto it = find(s);
+        release(it->second.table);
+        res_.erase(it);
+    }
+
+    // ---- device_tier_like
+    void create(session_id s) {
+        require(!contains(s), "create of a session already resident");
+        resident r;
+        r.meta.session = s;
+        res_.emplace(s, std::move(r));
+    }
+    std::size_t reserve_charge(session_id s, std::size_t tokens) const {
+        const resident& r = get(s);
+        const std::size_t need = g_.blocks_for(tokens, r.meta.first_offset);
+        return need > r.table.size() ? (need - r.table.size()) * block_bytes_ : 0;
+    }
+    void reserve(session_id s, std::size_t tokens) {
+        resident& r = get(s);
+        const std::size_t need = g_.blocks_for(tokens, r.meta.first_offset);
+        if (need <= r.table.size()) return;
+        require(need - r.table.size() <= free_.size(), "reserve over capacity");
+        auto more = allocate(need - r.table.size());
+        r.table.insert(r.table.end(), more.begin(), more.end());
+    }
+    paged_kv_view<float> view(session_id s) {
+        resident& r = get(s);
+        paged_kv_view<float> v;
+        v.pool = pool_.get();
+        v.table = r.table.data();
+        v.table_size = r.table.size();
+        v.block_bytes = block_bytes_;
+        v.layers = g_.layers;
+        v.kv_heads = g_.kv_heads;
+        v.head_dim = g_.head_dim;
+        v.block_tokens = g_.block_tokens;
+        v.first_offset = static_cast<int>(r.meta.first_offset);
+        v.tokens = static_cast<std::int64_t>(r.meta.tokens.size());
+        return v;
+    }
+    void commit(session_id s, std::span<const token_id> toks) {
+        resident& r = get(s);
+        require(g_.blocks_for(r.meta.tokens.size() + toks.size(), r.meta.first_offset) <= r.table.size(),
+                "commit beyond the reserved blocks");
+        r.meta.tokens.insert(r.meta.tokens.end(), toks.begin(), toks.end());
+    }
+    void truncate_front(session_id s, std::size_t n) {
+        resident& r = get(s);
+        require(n <= r.meta.tokens.size(), "truncate_front of more tokens than stored");
+        if (n == 0) return;
+        r.meta.tokens.erase(r.meta.tokens.begin(), r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(n));
+        r.meta.rope_base += static_cast<std::int64_t>(n);
+        const std::size_t slot = r.meta.first_offset + n;
+        const std::size_t drop = std::min(slot / static_cast<std::size_t>(g_.block_tokens), r.table.size());
+        std::vector<std::int32_t> dropped(r.table.begin(), r.table.begin() + static_cast<std::ptrdiff_t>(drop));
+        release(dropped);
+        r.table.erase(r.table.begin(), r.table.begin() + static_cast<std::ptrdiff_t>(drop));
+        r.meta.first_offset = static_cast<std::uint32_t>(slot % static_cast<std::size_t>(g_.block_tokens));
+        if (r.meta.tokens.empty() && r.table.empty()) r.meta.first_offset = 0;
+    }
+    void shrink_to_fit(session_id s) {
+        resident& r = get(s);
+        const std::size_t keep = r.meta.blocks(g_);
+        if (keep >= r.table.size()) return;
+        std::vector<std::int32_t> extra(r.table.begin() + static_cast<std::ptrdiff_t>(keep), r.table.end());
+        release(extra);
+        r.table.resize(keep);
+        if (r.meta.tokens.empty()) r.meta.first_offset = 0;
+    }
+    /// Sets the position base of stored keys (used by posenc policies that re-rotate).
+    void set_rope_base(session_id s, std::int64_t base) { get(s).meta.rope_base = base; }
+
+    const model_geometry& geometry() const noexcept { return g_; }
+    std::size_t block_bytes() const noexcept { return block_bytes_; }
+    std::size_t total_blocks() const noexcept { return total_blocks_; }
+
+private:
+    struct resident {
+        kv_meta meta;
+        std::vector<std::int32_t> table;
+    };
+
+    static void require(bool ok, const char* what) {
+        if (!ok) throw error(std::string("device_tier: ") + what);
+    }
+    std::unordered_map<session_id, resident>::iterator find(session_id s) {
+        auto it = res_.find(s);
+        require(it != res_.end(), "session not resident");
+        return it;
+    }
+    resident& get(session_id s) { return find(s)->second; }
+    const resident& get(session_id s) const {
+        auto it = res_.find(s);
+        require(it != res_.end(), "session not resident");
+        return it->second;
+    }
+    std::byte* block(std::int32_t b) const noexcept {
+        return pool_.get() + static_cast<std::size_t>(b) * block_bytes_;
+    }
+    std::vector<std::int32_t> allocate(std::size_t n) {
+        std::vector<std::int32_t> out(free_.end() - static_cast<std::ptrdiff_t>(n), free_.end());
+        std::reverse(out.begin(), out.end());
+        free_.resize(free_.size() - n);
+        return out;
+    }
+    void release(const std::vector<std::int32_t>& blocks) {
+        free_.insert(free_.end(), blocks.rbegin(), blocks.rend());
+    }
+    kv_entry copy_out(const resident& r) const {
+        kv_entry e;
+        e.meta = r.meta;
+        const std::size_t blocks = r.meta.blocks(g_);
+        e.data.resize(blocks * block_bytes_);
+        for (std::size_t b = 0; b < blocks; ++b)
+            std::memcpy(e.data.data() + b * block_bytes_, block(r.table[b]), block_bytes_);
+        return e;
+    }
+
+    model_geometry g_;
+    std::size_t block_bytes_;
+    std::size_t capacity_;
+    std::size_t total_blocks_ = 0;
+    std::unique_ptr<std::byte, detail::free_deleter> pool_;
+    std::vector<std::int32_t> free_;
+    std::unordered_map<session_id, resident> res_;
+};
+static_assert(device_tier_like<device_tier>);
+
+}  // namespace cachedattn::tier
