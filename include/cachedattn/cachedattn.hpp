@@ -13,6 +13,7 @@
 #include "cachedattn/hierarchy/kv_hierarchy.hpp"
 #include "cachedattn/metrics/summary.hpp"
 #include "cachedattn/model/config.hpp"
+#include "cachedattn/model/scratch_kv.hpp"
 #include "cachedattn/model/transformer.hpp"
 #include "cachedattn/posenc/coupled_rope.hpp"
 #include "cachedattn/posenc/decoupled_rope.hpp"

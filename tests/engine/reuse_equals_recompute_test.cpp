@@ -57,8 +57,9 @@ void check_stack(std::uint64_t seed) {
     backend::cpu_backend b(model::model_config::tiny(), seed);
     const std::size_t per_token = b.geometry().kv_bytes_per_token();
     test::temp_dir dir("reuse");
-    // Device: ~2 sessions; DRAM: ~3 sessions; SSD: the rest. Every tier serves hits.
-    H h(test::capacities<H>(320 * per_token, 420 * per_token, 4000 * per_token, dir.path()), b.geometry(),
+    // Device and DRAM: ~2-3 live sessions each (a session reaches ~140 tokens); SSD: the rest.
+    // Eight sessions live at a time, so every tier serves hits.
+    H h(test::capacities<H>(160 * per_token, 160 * per_token, 4000 * per_token, dir.path()), b.geometry(),
         b.weights_id());
     const auto hits = run_property(h, b, 50, 8, seed);
     MESSAGE("hits device/host/file, misses: " << hits[0] << " " << hits[1] << " " << hits[2] << " " << hits[3]);
@@ -135,7 +136,7 @@ template <class H>
 truncation_run<H> run_until_truncation(engine<H, backend::cpu_backend>& eng, std::mt19937_64& rng, int vocab) {
     for (int turn = 0; turn < 20; ++turn) {
         // Other sessions push session 1 out of the device tier and DRAM.
-        for (std::uint64_t other = 2; other <= 4; ++other)
+        for (std::uint64_t other = 2; other <= 7; ++other)
             eng.run_turn(session_id{other + 10u * static_cast<std::uint64_t>(turn)}, test::random_tokens(rng, 30, vocab), 4);
         const auto input = test::random_tokens(rng, 20, vocab);
         const auto before = eng.history(session_id{1});

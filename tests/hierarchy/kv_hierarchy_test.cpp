@@ -3,8 +3,8 @@
 using namespace cachedattn;
 
 namespace {
-const model_geometry G{2, 4, 2, 8, dtype::f32, 4};  // 512-byte blocks
-const std::size_t B = 512;
+const model_geometry G{2, 4, 2, 8, dtype::f32, 4};
+const std::size_t B = G.block_bytes();  // 1 KiB
 
 kv_entry make_entry(std::uint64_t s, std::size_t tokens) {
     kv_entry e;

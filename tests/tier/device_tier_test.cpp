@@ -3,7 +3,7 @@
 using namespace cachedattn;
 
 namespace {
-const model_geometry G{2, 4, 2, 8, dtype::f32, 4};  // block = 2*2*2*4*8 floats = 512 B
+const model_geometry G{2, 4, 2, 8, dtype::f32, 4};  // block = 2 layers * 2 * 2 heads * 4 tokens * 8 dims floats = 1 KiB
 
 kv_entry make_entry(std::uint64_t s, std::size_t tokens, float seed, std::uint32_t offset = 0) {
     kv_entry e;

@@ -18,6 +18,7 @@
 #include "cachedattn/backend/concept.hpp"
 #include "cachedattn/core/error.hpp"
 #include "cachedattn/engine/turn.hpp"
+#include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn {
 

@@ -136,7 +136,11 @@ public:
         release(dropped);
         r.table.erase(r.table.begin(), r.table.begin() + static_cast<std::ptrdiff_t>(drop));
         r.meta.first_offset = static_cast<std::uint32_t>(slot % static_cast<std::size_t>(g_.block_tokens));
-        if (r.meta.tokens.empty() && r.table.empty()) r.meta.first_offset = 0;
+        if (r.meta.tokens.empty()) {  // nothing left: no offset to keep, no block to hold
+            release(r.table);
+            r.table.clear();
+            r.meta.first_offset = 0;
+        }
     }
     void shrink_to_fit(session_id s) {
         resident& r = get(s);
