@@ -15,8 +15,8 @@ template <class Eviction>
 void run(ca::backend::cpu_backend& model, const std::vector<ca::workload::chat_turn>& turns,
          const std::filesystem::path& dir) {
     typename stack<Eviction>::config cfg;
-    std::get<0>(cfg.tiers).capacity_bytes = 256 << 10;
-    std::get<1>(cfg.tiers).capacity_bytes = 512 << 10;
+    std::get<0>(cfg.tiers).capacity_bytes = 512 << 10;  // ~2 sessions of the tiny model
+    std::get<1>(cfg.tiers).capacity_bytes = 1 << 20;
     std::get<2>(cfg.tiers) = {dir / std::string(Eviction::name), 2 << 20};  // SSD too small for all
     stack<Eviction> kv(cfg, model.geometry(), model.weights_id());
     ca::engine engine(kv, model);

@@ -49,6 +49,19 @@ void sync_directory(const fs::path& file) {
     ::close(fd);
 }
 
+/// Runs `f`, turning any exception into a failed status (on the thread that threw it).
+template <class F>
+io_status guarded(F&& f) noexcept {
+    try {
+        f();
+        return {};
+    } catch (const std::exception& e) {
+        return {false, e.what()};
+    } catch (...) {
+        return {false, "unknown I/O failure"};
+    }
+}
+
 void publish(const fs::path& tmp, const fs::path& path) {
     std::error_code ec;
     fs::rename(tmp, path, ec);
@@ -64,17 +77,22 @@ public:
 
     std::string_view backend() const noexcept override { return "thread_pool"; }
 
-    std::future<void> write_atomic(fs::path path, std::vector<std::byte> data) override {
-        auto task = std::make_shared<std::packaged_task<void()>>(
-            [path = std::move(path), data = std::move(data)] { write_file(path, data); });
+    std::future<io_status> write_atomic(fs::path path, std::vector<std::byte> data) override {
+        auto task = std::make_shared<std::packaged_task<io_status()>>(
+            [path = std::move(path), data = std::move(data)] {
+                return guarded([&] { write_file(path, data); });
+            });
         auto fut = task->get_future();
         asio::post(pool_, [task] { (*task)(); });
         return fut;
     }
 
-    std::future<std::vector<std::byte>> read_all(fs::path path) override {
-        auto task = std::make_shared<std::packaged_task<std::vector<std::byte>()>>(
-            [path = std::move(path)] { return read_file(path); });
+    std::future<read_result> read_all(fs::path path) override {
+        auto task = std::make_shared<std::packaged_task<read_result()>>([path = std::move(path)] {
+            read_result r;
+            r.status = guarded([&] { r.data = read_file(path); });
+            return r;
+        });
         auto fut = task->get_future();
         asio::post(pool_, [task] { (*task)(); });
         return fut;
@@ -149,14 +167,14 @@ public:
 
     std::string_view backend() const noexcept override { return "io_uring"; }
 
-    std::future<void> write_atomic(fs::path path, std::vector<std::byte> data) override {
+    std::future<io_status> write_atomic(fs::path path, std::vector<std::byte> data) override {
         auto st = std::make_shared<write_op>(std::move(path), std::move(data));
         auto fut = st->done.get_future();
         asio::post(ctx_, [this, st] { start_write(st); });
         return fut;
     }
 
-    std::future<std::vector<std::byte>> read_all(fs::path path) override {
+    std::future<read_result> read_all(fs::path path) override {
         auto st = std::make_shared<read_op>(std::move(path));
         auto fut = st->done.get_future();
         asio::post(ctx_, [this, st] { start_read(st); });
@@ -169,60 +187,56 @@ private:
         fs::path path, tmp;
         std::vector<std::byte> data;
         std::optional<asio::random_access_file> file;
-        std::promise<void> done;
+        std::promise<io_status> done;
     };
     struct read_op {
         explicit read_op(fs::path p) : path(std::move(p)) {}
         fs::path path;
         std::vector<std::byte> data;
         std::optional<asio::random_access_file> file;
-        std::promise<std::vector<std::byte>> done;
+        std::promise<read_result> done;
     };
 
     void start_write(const std::shared_ptr<write_op>& st) {
-        try {
+        const io_status opened = guarded([&] {
             st->file.emplace(ctx_, st->tmp.string(),
                              asio::file_base::write_only | asio::file_base::create | asio::file_base::truncate);
-            asio::async_write_at(*st->file, 0, asio::buffer(st->data),
-                                 [st](boost::system::error_code ec, std::size_t) {
-                                     try {
-                                         if (ec) throw boost::system::system_error(ec, "write " + st->tmp.string());
-                                         st->file->sync_all();
-                                         st->file->close();
-                                         publish(st->tmp, st->path);
-                                         st->done.set_value();
-                                     } catch (...) {
-                                         fail_write(*st);
-                                     }
-                                 });
-        } catch (...) {
-            fail_write(*st);
-        }
+        });
+        if (!opened.ok) return finish_write(*st, opened);
+        asio::async_write_at(*st->file, 0, asio::buffer(st->data), [st](boost::system::error_code ec, std::size_t) {
+            finish_write(*st, guarded([&] {
+                if (ec) throw boost::system::system_error(ec, "write " + st->tmp.string());
+                st->file->sync_all();
+                st->file->close();
+                publish(st->tmp, st->path);
+            }));
+        });
     }
-    static void fail_write(write_op& st) {
-        boost::system::error_code ignored;
-        if (st.file && st.file->is_open()) st.file->close(ignored);
-        ::unlink(st.tmp.c_str());
-        st.done.set_exception(std::current_exception());
+    static void finish_write(write_op& st, io_status status) {
+        if (!status.ok) {
+            boost::system::error_code ignored;
+            if (st.file && st.file->is_open()) st.file->close(ignored);
+            ::unlink(st.tmp.c_str());
+        }
+        st.done.set_value(std::move(status));
     }
 
     void start_read(const std::shared_ptr<read_op>& st) {
-        try {
+        const io_status opened = guarded([&] {
             st->file.emplace(ctx_, st->path.string(), asio::file_base::read_only);
             st->data.resize(static_cast<std::size_t>(st->file->size()));
-            asio::async_read_at(*st->file, 0, asio::buffer(st->data),
-                                [st](boost::system::error_code ec, std::size_t n) {
-                                    if (ec && ec != asio::error::eof) {
-                                        st->done.set_exception(std::make_exception_ptr(
-                                            boost::system::system_error(ec, "read " + st->path.string())));
-                                        return;
-                                    }
-                                    st->data.resize(n);  // short read: the decoder rejects it
-                                    st->done.set_value(std::move(st->data));
-                                });
-        } catch (...) {
-            st->done.set_exception(std::current_exception());
-        }
+        });
+        if (!opened.ok) return st->done.set_value(read_result{opened, {}});
+        asio::async_read_at(*st->file, 0, asio::buffer(st->data), [st](boost::system::error_code ec, std::size_t n) {
+            read_result r;
+            if (ec && ec != asio::error::eof) {
+                r.status = {false, "read " + st->path.string() + ": " + ec.message()};
+            } else {
+                st->data.resize(n);  // a short read: the decoder rejects it
+                r.data = std::move(st->data);
+            }
+            st->done.set_value(std::move(r));
+        });
     }
 
     asio::io_context ctx_;

@@ -235,12 +235,15 @@ public:
         const std::size_t extra = device().reserve_charge(s, tokens);
         std::vector<session_id> keep(pinned.begin(), pinned.end());
         keep.push_back(s);
-        if (!make_room(0, extra, keep, queue))
+        if (!make_room(0, extra, keep, queue)) {
+            const std::size_t need = device().stored_bytes(s) + extra;
             throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
                                " bytes) cannot hold " + std::to_string(tokens) + " tokens of session " +
-                               std::to_string(s.value) + " (" +
-                               std::to_string(geometry().kv_bytes_per_token()) +
-                               " bytes per token) next to the pinned sessions");
+                               std::to_string(s.value) + " (" + std::to_string(need) + " bytes at " +
+                               std::to_string(geometry().kv_bytes_per_token()) + " bytes per token)" +
+                               (need <= device().capacity_bytes() ? " next to the pinned sessions" : "") +
+                               "; raise the device capacity or lower the turn's token count");
+        }
         device().reserve(s, tokens);
     }
 
@@ -358,19 +361,18 @@ private:
             tier_move m{*v, i, std::nullopt, freed};
             if (i + 1 < tier_count) {
                 const std::size_t need = charge_in(i + 1, on_tier(i, [&](const auto& t) -> const kv_meta& { return t.meta(*v); }));
-                // Try to make room below; on failure roll back nothing: the partial plan below
-                // only frees bytes, which is harmless, but keep it out of the plan to stay minimal.
+                // Room below or drop: a failed attempt below is rolled back, so the plan never
+                // moves sessions it did not need to.
                 const auto mark = plan.size();
-                auto free_copy = free;
-                auto chosen_copy = chosen;
+                const auto free_before = free;
+                const auto chosen_before = chosen;
                 if (plan_room_rec(i + 1, need, queue, free, chosen, plan)) {
                     free[i + 1] -= need;
                     m.to = i + 1;
                 } else {
                     plan.resize(mark);
-                    free = free_copy;
-                    chosen = chosen_copy;
-                    chosen[i].push_back(*v);
+                    free = free_before;
+                    chosen = chosen_before;
                 }
             }
             free[i] += freed;

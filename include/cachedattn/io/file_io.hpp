@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -23,17 +24,30 @@ enum class io_mode {
     thread_pool,  ///< blocking pread/pwrite on worker threads
 };
 
+/// @brief Outcome of one I/O request. Errors travel as values, not exceptions: an exception
+/// object shared between the I/O thread and the caller through a future is refcounted inside
+/// libstdc++, where ThreadSanitizer cannot see the synchronisation.
+struct io_status {
+    bool ok = true;
+    std::string error;  ///< what failed, with the path and the errno text
+};
+
+struct read_result {
+    io_status status;
+    std::vector<std::byte> data;
+};
+
 class file_io {
 public:
     virtual ~file_io() = default;
     /// "io_uring" or "thread_pool".
     virtual std::string_view backend() const noexcept = 0;
     /// Publishes `data` at `path` atomically: write `path`.tmp, fsync, rename over `path`, fsync
-    /// the directory. Readers see the old file or the new one, never a torn one. The future
-    /// carries any failure (ENOSPC, EIO...) as an exception.
-    virtual std::future<void> write_atomic(std::filesystem::path path, std::vector<std::byte> data) = 0;
-    /// Reads the whole file. Failures (missing file, I/O error) arrive as exceptions.
-    virtual std::future<std::vector<std::byte>> read_all(std::filesystem::path path) = 0;
+    /// the directory. Readers see the old file or the new one, never a torn one. Failures
+    /// (ENOSPC, EIO...) come back in the status; the temporary file is removed.
+    virtual std::future<io_status> write_atomic(std::filesystem::path path, std::vector<std::byte> data) = 0;
+    /// Reads the whole file. Failures (missing file, I/O error) come back in the status.
+    virtual std::future<read_result> read_all(std::filesystem::path path) = 0;
 };
 
 /// @brief True when io_uring can be set up in this process.

@@ -99,13 +99,13 @@ public:
         const bool written = wait(it->second);
         std::optional<kv_entry> out;
         if (written) {
-            try {
-                auto bytes = io_->read_all(path_of(s)).get();
-                auto res = io::decode_kv_file(bytes, g_, fingerprint_, s);
+            auto read = io_->read_all(path_of(s)).get();
+            if (!read.status.ok) {
+                last_damage_ = read.status.error;
+            } else {
+                auto res = io::decode_kv_file(read.data, g_, fingerprint_, s);
                 if (res.status == io::decode_status::ok) out = std::move(res.entry);
                 else last_damage_ = std::string(io::to_string(res.status));
-            } catch (const std::exception& ex) {
-                last_damage_ = ex.what();
             }
         }
         if (!out) ++damaged_;
@@ -143,18 +143,17 @@ private:
     struct record {
         kv_meta meta;
         std::size_t bytes = 0;
-        std::shared_future<void> pending;
+        std::shared_future<io::io_status> pending;
         bool failed = false;
     };
 
     /// Waits for the session's write; false when it failed (the file is then not usable).
     bool wait(record& r) {
         if (r.pending.valid()) {
-            try {
-                r.pending.get();
-            } catch (const std::exception& ex) {
+            const io::io_status st = r.pending.get();
+            if (!st.ok) {
                 r.failed = true;
-                last_damage_ = ex.what();
+                last_damage_ = st.error;
             }
             r.pending = {};
         }
