@@ -17,7 +17,7 @@ void run(ca::backend::cpu_backend& model, const std::vector<ca::workload::chat_t
     typename stack<Eviction>::config cfg;
     std::get<0>(cfg.tiers).capacity_bytes = 512 << 10;  // ~2 sessions of the tiny model
     std::get<1>(cfg.tiers).capacity_bytes = 1 << 20;
-    std::get<2>(cfg.tiers) = {dir / std::string(Eviction::name), 2 << 20};  // SSD too small for all
+    std::get<2>(cfg.tiers) = {dir / std::string(Eviction::name), 1 << 20};  // SSD too small for all
     stack<Eviction> kv(cfg, model.geometry(), model.weights_id());
     ca::engine engine(kv, model);
     ca::metrics::summary sum(3);
