@@ -40,6 +40,9 @@ std::array<std::size_t, 4> run_property(H& h, backend::cpu_backend& b, int conve
         CHECK(err < tol);
         CHECK(r.metrics.reused_tokens + r.metrics.recomputed_tokens + r.metrics.new_tokens ==
               static_cast<std::int64_t>(full.size()));
+        if (r.metrics.hit_tier && *r.metrics.hit_tier > 0)
+            CHECK(r.metrics.bytes_loaded == h.geometry().blocks_for(static_cast<std::size_t>(r.metrics.reused_tokens)) *
+                                                h.geometry().block_bytes());
         if (r.metrics.hit_tier) ++hits[*r.metrics.hit_tier];
         else ++hits[3];
         for (std::size_t t = 0; t < H::tier_count; ++t) REQUIRE(h.used_bytes(t) <= h.capacity_bytes(t));

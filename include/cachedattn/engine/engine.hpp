@@ -54,6 +54,7 @@ public:
         const std::int64_t window = b_.context_window();
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
         const std::span<const session_id> none{};
+        const auto stats_before = h_.stats();
 
         // 1. Overflow: decide the truncation first; a cache it will discard is not loaded.
         truncation::decision cut{};
@@ -141,6 +142,11 @@ public:
         dev.shrink_to_fit(session);
         if (cfg_.retain_across_turns) h_.touch(session);
         else h_.drop(session);
+        const auto& stats_after = h_.stats();
+        for (std::size_t t = 0; t < Hierarchy::tier_count; ++t) {
+            if (t > 0) m.bytes_demoted += stats_after.bytes_in[t] - stats_before.bytes_in[t];
+            m.sessions_dropped += stats_after.drops[t] - stats_before.drops[t];
+        }
         return out;
     }
 

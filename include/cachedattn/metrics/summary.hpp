@@ -36,6 +36,8 @@ public:
         new_ += m.new_tokens;
         generated_ += m.generated_tokens;
         bytes_loaded_ += m.bytes_loaded;
+        bytes_demoted_ += m.bytes_demoted;
+        dropped_ += m.sessions_dropped;
     }
 
     std::size_t turns() const noexcept { return turns_; }
@@ -56,6 +58,8 @@ public:
     std::int64_t new_tokens() const noexcept { return new_; }
     std::int64_t generated_tokens() const noexcept { return generated_; }
     std::size_t bytes_loaded() const noexcept { return bytes_loaded_; }
+    std::size_t bytes_demoted() const noexcept { return bytes_demoted_; }
+    std::size_t sessions_dropped() const noexcept { return dropped_; }
     std::size_t damaged() const noexcept { return damaged_; }
     std::size_t truncated() const noexcept { return truncated_; }
 
@@ -71,7 +75,7 @@ private:
     std::vector<std::size_t> hits_;
     std::vector<double> ttft_, prefill_;
     std::int64_t reused_ = 0, recomputed_ = 0, new_ = 0, generated_ = 0;
-    std::size_t bytes_loaded_ = 0;
+    std::size_t bytes_loaded_ = 0, bytes_demoted_ = 0, dropped_ = 0;
 };
 
 }  // namespace cachedattn::metrics

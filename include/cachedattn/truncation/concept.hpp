@@ -11,7 +11,10 @@
 /// called on overflow and only with `needed <= window` (the engine rejects longer turns).
 #include <concepts>
 #include <cstdint>
+#include <string>
 #include <string_view>
+
+#include "cachedattn/core/error.hpp"
 
 namespace cachedattn::truncation {
 
@@ -29,6 +32,14 @@ concept truncation_policy =
     };
 
 namespace detail {
+/// Validates a drop ratio for the policy called `policy`.
+inline double checked_ratio(double ratio, std::string_view policy) {
+    if (!(ratio > 0.0 && ratio <= 1.0))
+        throw config_error("truncation::" + std::string(policy) + ": ratio must be in (0, 1], got " +
+                           std::to_string(ratio));
+    return ratio;
+}
+
 /// Drop `ratio` of the history, but at least enough to fit, at most all of it.
 inline std::int64_t drop_count(double ratio, std::int64_t history, std::int64_t needed,
                                std::int64_t window) {

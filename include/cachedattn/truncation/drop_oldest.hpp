@@ -3,7 +3,6 @@
 /// @brief CachedAttention's truncation (§3.5): on overflow drop the oldest `ratio` of the history
 /// (paper default one half) and keep the rest of the stored KV, which stays valid when keys are
 /// stored before RoPE (posenc::decoupled_rope).
-#include "cachedattn/core/error.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn::truncation {
@@ -16,11 +15,7 @@ public:
     static constexpr std::string_view name = "drop_oldest";
 
     drop_oldest() = default;
-    explicit drop_oldest(const config& c) : cfg_(c) {
-        if (!(c.ratio > 0.0 && c.ratio <= 1.0))
-            throw config_error("truncation::drop_oldest: ratio must be in (0, 1], got " +
-                               std::to_string(c.ratio));
-    }
+    explicit drop_oldest(const config& c) : cfg_{detail::checked_ratio(c.ratio, name)} {}
 
     decision decide(std::int64_t history, std::int64_t needed, std::int64_t window) const {
         return {detail::drop_count(cfg_.ratio, history, needed, window), true};

@@ -2,7 +2,6 @@
 /// @file
 /// @brief The paper's "TT" baseline: on overflow drop the same oldest tokens as drop_oldest but
 /// discard the stored KV and recompute the kept history.
-#include "cachedattn/core/error.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn::truncation {
@@ -15,11 +14,7 @@ public:
     static constexpr std::string_view name = "recompute";
 
     recompute() = default;
-    explicit recompute(const config& c) : cfg_(c) {
-        if (!(c.ratio > 0.0 && c.ratio <= 1.0))
-            throw config_error("truncation::recompute: ratio must be in (0, 1], got " +
-                               std::to_string(c.ratio));
-    }
+    explicit recompute(const config& c) : cfg_{detail::checked_ratio(c.ratio, name)} {}
 
     decision decide(std::int64_t history, std::int64_t needed, std::int64_t window) const {
         return {detail::drop_count(cfg_.ratio, history, needed, window), false};
