@@ -46,7 +46,8 @@ TEST_CASE_TEMPLATE_DEFINE("eviction contract", P, eviction_contract) {
         CHECK(seen == std::vector<std::uint64_t>{1, 2, 3, 4, 5});
     }
 }
-TEST_CASE_TEMPLATE_INVOKE(eviction_contract, eviction::lru, eviction::fifo);
+TEST_CASE_TEMPLATE_INVOKE(eviction_contract, eviction::lru, eviction::fifo, eviction::lfu, eviction::arc, eviction::ttl,
+                          eviction::belady, eviction::scheduler_aware);
 
 TEST_CASE("lru: the least recently used session goes first") {
     eviction::lru p;

@@ -1,42 +1,76 @@
 #pragma once
 /// @file
-/// @brief The read-only look at the job queue that scheduler-aware policies get.
+/// @brief The job queue's order of sessions (`job_order`) and the read-only look at it that
+/// scheduler-aware policies get (`queue_view`).
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <optional>
-#include <span>
 #include <unordered_map>
 
+#include "cachedattn/core/error.hpp"
 #include "cachedattn/core/session.hpp"
 
 namespace cachedattn {
 
-/// @brief Which sessions have a queued job, and how far ahead. Distance 0 is the next job.
-/// Policies never mutate the queue; the engine rebuilds the view when the queue changes.
-class queue_view {
+/// @brief Sessions of queued jobs in FCFS order, with O(1) push, pop and "how far ahead is
+/// this session's next job". Jobs leave only from the front (FCFS).
+class job_order {
 public:
-    queue_view() = default;
-    /// @param order sessions of queued jobs, next first (a session may appear several times)
-    /// @param first_index distance of each session's first queued job; must outlive the view
-    queue_view(std::span<const session_id> order,
-               const std::unordered_map<session_id, std::size_t>* first_index) noexcept
-        : order_(order), first_(first_index) {}
-
+    void push(session_id s) {
+        order_.push_back(s);
+        seqs_[s].push_back(next_seq_++);
+    }
+    session_id pop() {
+        if (order_.empty()) throw error("job_order::pop on an empty queue");
+        const session_id s = order_.front();
+        order_.pop_front();
+        auto it = seqs_.find(s);
+        it->second.pop_front();
+        if (it->second.empty()) seqs_.erase(it);
+        ++head_seq_;
+        return s;
+    }
     std::size_t size() const noexcept { return order_.size(); }
     bool empty() const noexcept { return order_.empty(); }
-    session_id at(std::size_t distance) const { return order_[distance]; }
-    std::span<const session_id> order() const noexcept { return order_; }
-
-    /// Distance of the session's next queued job, or nullopt when it has none.
+    session_id at(std::size_t distance) const { return order_.at(distance); }
+    /// Jobs ahead of `s`'s next queued job (0: it is next), or nullopt when none is queued.
     std::optional<std::size_t> distance(session_id s) const {
-        if (first_ == nullptr) return std::nullopt;
-        auto it = first_->find(s);
-        if (it == first_->end()) return std::nullopt;
-        return it->second;
+        auto it = seqs_.find(s);
+        if (it == seqs_.end()) return std::nullopt;
+        return static_cast<std::size_t>(it->second.front() - head_seq_);
+    }
+    /// Jobs queued for `s`.
+    std::size_t jobs_of(session_id s) const {
+        auto it = seqs_.find(s);
+        return it == seqs_.end() ? 0 : it->second.size();
     }
 
 private:
-    std::span<const session_id> order_{};
-    const std::unordered_map<session_id, std::size_t>* first_ = nullptr;
+    std::deque<session_id> order_;
+    std::unordered_map<session_id, std::deque<std::uint64_t>> seqs_;
+    std::uint64_t next_seq_ = 0, head_seq_ = 0;
+};
+
+/// @brief Which sessions have a queued job, and how far ahead (distance 0 is the next job).
+/// Policies never mutate the queue. A default-constructed view is an empty queue (no scheduler).
+class queue_view {
+public:
+    queue_view() = default;
+    explicit queue_view(const job_order& q) noexcept : q_(&q) {}
+
+    std::size_t size() const noexcept { return q_ ? q_->size() : 0; }
+    bool empty() const noexcept { return size() == 0; }
+    session_id at(std::size_t distance) const { return q_->at(distance); }
+    std::optional<std::size_t> distance(session_id s) const { return q_ ? q_->distance(s) : std::nullopt; }
+    /// True when `s` has a job fewer than `window` jobs ahead.
+    bool within(session_id s, std::size_t window) const {
+        const auto d = distance(s);
+        return d && *d < window;
+    }
+
+private:
+    const job_order* q_ = nullptr;
 };
 
 }  // namespace cachedattn

@@ -9,22 +9,30 @@
 /// already chosen by the plan being built), or nullopt when nothing may go. The hierarchy then
 /// decides where the victim goes (next tier down, or dropped) and applies the move; a policy
 /// never moves bytes itself. Run-time knobs live in `P::config`.
+///
+/// Optional hooks (see `eviction_traits`): `on_insert(s, now)` / `on_access(s, now)` for
+/// policies that need the engine clock (TTL), and `expired(now)` for policies that retire
+/// sessions without pressure.
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "cachedattn/core/queue_view.hpp"
+#include "cachedattn/core/residency_view.hpp"
 #include "cachedattn/core/session.hpp"
 
 namespace cachedattn::eviction {
 
 /// @brief What a policy may look at when choosing a victim.
 struct context {
-    const queue_view& queue;                   ///< the job queue (empty without a scheduler)
-    std::span<const session_id> excluded{};    ///< never return one of these
+    const queue_view& queue;                 ///< the job queue (empty without a scheduler)
+    std::span<const session_id> excluded{};  ///< never return one of these
+    double now = 0;                          ///< engine clock, seconds
+    tier_usage usage{};                      ///< capacity and use of every tier
 
     bool is_excluded(session_id s) const noexcept {
         return std::find(excluded.begin(), excluded.end(), s) != excluded.end();
@@ -43,5 +51,32 @@ concept eviction_policy =
         { cp.victim(ctx) } -> std::same_as<std::optional<session_id>>;
         { cp.size() } -> std::same_as<std::size_t>;
     };
+
+/// @brief Fills in the optional hooks of an eviction policy.
+template <eviction_policy P>
+struct eviction_traits {
+    /// s entered the tier at time `now`. Pre/post as `on_insert(s)`.
+    static void on_insert(P& p, session_id s, double now) {
+        if constexpr (requires { p.on_insert(s, now); }) p.on_insert(s, now);
+        else p.on_insert(s);
+    }
+    /// s was used at time `now`. Pre: s tracked.
+    static void on_access(P& p, session_id s, double now) {
+        if constexpr (requires { p.on_access(s, now); }) p.on_access(s, now);
+        else p.on_access(s);
+    }
+    /// Sessions to retire at time `now` whatever the pressure (default: none). Const query;
+    /// the hierarchy moves them out and reports each through on_erase.
+    static std::vector<session_id> expired(const P& p, double now) {
+        if constexpr (requires { { p.expired(now) } -> std::same_as<std::vector<session_id>>; }) return p.expired(now);
+        else return {};
+    }
+    /// Whether retired sessions move one tier down (`P::expiry_demotes`) or leave the
+    /// hierarchy (default).
+    static constexpr bool expiry_demotes() {
+        if constexpr (requires { { P::expiry_demotes } -> std::convertible_to<bool>; }) return P::expiry_demotes;
+        else return false;
+    }
+};
 
 }  // namespace cachedattn::eviction

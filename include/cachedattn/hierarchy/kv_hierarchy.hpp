@@ -45,6 +45,8 @@ struct hierarchy_stats {
     std::array<std::size_t, N> demotions{};      ///< sessions moved from tier i to i+1
     std::array<std::size_t, N> drops{};          ///< sessions dropped from tier i
     std::size_t damaged = 0;                     ///< stored copies found damaged (became misses)
+    std::size_t expired = 0;                     ///< sessions retired by a policy's expiry (TTL)
+    std::size_t prefetched = 0;                  ///< sessions moved up by the prefetcher
 };
 
 template <class Tiers, class Evict, class Prefetch, class Truncate, class PosEnc>
@@ -57,6 +59,7 @@ class kv_hierarchy {
 template <class... T, class Evict, class Prefetch, class Truncate, class PosEnc>
 class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc> {
     static_assert(sizeof...(T) >= 1, "kv_hierarchy needs at least one tier (the device tier)");
+    static_assert(sizeof...(T) <= max_tiers, "kv_hierarchy supports at most cachedattn::max_tiers tiers");
     static_assert((tier::tier<T> && ...),
                   "every tier must model cachedattn::tier::tier (see tier/concept.hpp): a nested "
                   "config, name, capacity_bytes/used_bytes/free_bytes, contains, charge, meta, put, "
@@ -90,6 +93,7 @@ public:
     using truncation_type = Truncate;
     using posenc_type = PosEnc;
     using stats_type = hierarchy_stats<tier_count>;
+    using traits = eviction::eviction_traits<Evict>;
 
     struct config {
         std::tuple<typename T::config...> tiers;
@@ -113,7 +117,21 @@ public:
         if (it == dir_.end()) return std::nullopt;
         return it->second;
     }
-    residency_view residency() const noexcept { return {&dir_, tier_count}; }
+    residency_view residency() const { return {&dir_, usage()}; }
+    /// Capacity, use and sessions of every tier, now.
+    tier_usage usage() const {
+        tier_usage u;
+        u.tiers = tier_count;
+        for (std::size_t i = 0; i < tier_count; ++i) {
+            u.capacity[i] = capacity_bytes(i);
+            u.used[i] = used_bytes(i);
+            u.sessions[i] = sessions(i);
+        }
+        return u;
+    }
+    /// The engine's clock (seconds); time-aware policies read it.
+    void set_time(double now) noexcept { now_ = now; }
+    double now() const noexcept { return now_; }
     template <std::size_t I>
     auto& tier() noexcept { return std::get<I>(tiers_); }
     template <std::size_t I>
@@ -154,7 +172,8 @@ public:
         std::array<std::vector<session_id>, tier_count> chosen;
         for (auto& c : chosen) c.assign(pinned.begin(), pinned.end());
         std::vector<tier_move> plan;
-        if (!plan_room_rec(i, bytes, queue, free, chosen, plan)) return std::nullopt;
+        const tier_usage u = usage();
+        if (!plan_room_rec(i, bytes, queue, u, free, chosen, plan)) return std::nullopt;
         return plan;
     }
 
@@ -198,7 +217,7 @@ public:
         r.from = locate(s);
         if (!r.from) return r;
         if (*r.from == 0) {
-            evict_[0].on_access(s);
+            traits::on_access(evict_[0], s, now_);
             return r;
         }
         const std::size_t need = device().charge(meta(s));
@@ -225,7 +244,7 @@ public:
     void create_on_device(session_id s) {
         if (locate(s)) drop(s);
         device().create(s);
-        evict_[0].on_insert(s);
+        traits::on_insert(evict_[0], s, now_);
         dir_[s] = 0;
     }
 
@@ -248,7 +267,7 @@ public:
     }
 
     void touch(session_id s) {
-        if (auto t = locate(s)) evict_[*t].on_access(s);
+        if (auto t = locate(s)) traits::on_access(evict_[*t], s, now_);
     }
 
     /// Forgets `s` wherever it is.
@@ -277,19 +296,43 @@ public:
         ++stats_.demotions[*t];
     }
 
+    /// Retires every session an eviction policy expires at the current time (a TTL): moved one
+    /// tier down when the policy says `expiry_demotes`, else dropped. Returns how many.
+    std::size_t expire(const queue_view& queue = {}) {
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < tier_count; ++i)
+            for (session_id s : traits::expired(evict_[i], now_)) {
+                if (locate(s) != i) continue;
+                if constexpr (traits::expiry_demotes()) demote(s, queue);
+                else drop_from(s, i);
+                ++stats_.expired;
+                ++n;
+            }
+        return n;
+    }
+
     /// Runs the prefetch policy: promotes planned sessions to its target tier while room is free.
     std::size_t prefetch(const queue_view& queue) {
         const prefetch::prefetch_plan plan = prefetch_.plan(queue, residency());
-        std::size_t moved = 0;
         const std::size_t target = plan.target_tier;
-        if (target >= tier_count) return 0;
+        if (target >= tier_count || plan.sessions.empty()) return 0;
+        std::size_t moved = 0;
+        std::vector<session_id> sooner;  // sessions needed no later than the one being fetched
+        std::size_t scanned = 0;
         for (session_id s : plan.sessions) {
             const auto t = locate(s);
             if (!t || *t <= target) continue;
-            if (charge_in(target, meta(s)) > free_bytes(target)) break;
+            const std::size_t need = charge_in(target, meta(s)) + plan.reserve_bytes;
+            if (need > capacity_bytes(target)) continue;
+            // Never evict a session whose job comes before s's: pin every queued job up to s.
+            const std::size_t d = queue.distance(s).value_or(queue.size());
+            for (; scanned <= d && scanned < queue.size(); ++scanned) sooner.push_back(queue.at(scanned));
+            sooner.push_back(s);
+            if (!make_room(target, need, sooner, queue)) break;
             auto e = take_from(s, *t);
             if (!e) continue;
             put_into(std::move(*e), target);
+            ++stats_.prefetched;
             ++moved;
         }
         return moved;
@@ -348,13 +391,13 @@ private:
         return on_tier(i, [&](const auto& t) { return t.charge(m); });
     }
 
-    bool plan_room_rec(std::size_t i, std::size_t bytes, const queue_view& queue,
+    bool plan_room_rec(std::size_t i, std::size_t bytes, const queue_view& queue, const tier_usage& u,
                        std::array<std::size_t, tier_count>& free,
                        std::array<std::vector<session_id>, tier_count>& chosen,
                        std::vector<tier_move>& plan) const {
         if (bytes > capacity_bytes(i)) return false;
         while (free[i] < bytes) {
-            const auto v = evict_[i].victim(eviction::context{queue, chosen[i]});
+            const auto v = evict_[i].victim(eviction::context{queue, chosen[i], now_, u});
             if (!v) return false;
             chosen[i].push_back(*v);
             const std::size_t freed = on_tier(i, [&](const auto& t) { return t.stored_bytes(*v); });
@@ -366,7 +409,7 @@ private:
                 const auto mark = plan.size();
                 const auto free_before = free;
                 const auto chosen_before = chosen;
-                if (plan_room_rec(i + 1, need, queue, free, chosen, plan)) {
+                if (plan_room_rec(i + 1, need, queue, u, free, chosen, plan)) {
                     free[i + 1] -= need;
                     m.to = i + 1;
                 } else {
@@ -394,7 +437,7 @@ private:
         const session_id s = e.meta.session;
         const std::size_t bytes = charge_in(i, e.meta);
         on_tier(i, [&](auto& t) { t.put(std::move(e)); });
-        evict_[i].on_insert(s);
+        traits::on_insert(evict_[i], s, now_);
         dir_[s] = i;
         stats_.bytes_in[i] += bytes;
     }
@@ -412,6 +455,7 @@ private:
     PosEnc posenc_;
     residency_view::directory dir_;
     stats_type stats_;
+    double now_ = 0;
 };
 
 }  // namespace cachedattn

@@ -4,9 +4,10 @@
 ///
 /// Contract. Before each scheduling step the hierarchy calls `plan(queue, residency)`, a const
 /// query, and gets a `prefetch_plan`: sessions to bring up to `target_tier` (usually DRAM),
-/// nearest job first. The hierarchy applies the plan only while the target tier has free room
-/// (a prefetch never evicts a session another job needs sooner); a session already at or above
-/// the target tier is skipped. Loading a session into the device tier when its turn runs is the
+/// nearest job first. For each, the hierarchy makes room for it plus `reserve_bytes` (a fetch
+/// buffer kept free) in the target tier through that tier's eviction policy, never evicting a
+/// session whose job comes no later than the fetched one's, and stops at the first session it
+/// cannot place. Sessions already at or above the target tier are skipped. Loading a session into the device tier when its turn runs is the
 /// engine's job, not the prefetcher's.
 #include <concepts>
 #include <cstddef>
@@ -21,6 +22,7 @@ namespace cachedattn::prefetch {
 /// @brief Sessions to promote, in the order to promote them.
 struct prefetch_plan {
     std::size_t target_tier = 1;
+    std::size_t reserve_bytes = 0;  ///< keep this much of the target tier free after each fetch
     std::vector<session_id> sessions;
 };
 

@@ -32,6 +32,13 @@ public:
             if (!ctx.is_excluded(s)) return s;
         return std::nullopt;
     }
+    /// Calls `f(s)` front to back until it returns false.
+    template <class F>
+    void visit(F&& f) const {
+        for (session_id s : order_)
+            if (!f(s)) return;
+    }
+    bool contains(session_id s) const { return where_.contains(s); }
     std::size_t size() const noexcept { return order_.size(); }
 
 private:

@@ -1,0 +1,49 @@
+#pragma once
+/// @file
+/// @brief Belady's MIN, the offline optimum for unit-size items: evict the session whose next
+/// use is farthest in the future, or never used again. It needs the future: the engine must
+/// hold the whole remaining trace in its queue (the sim backend's oracle mode), and the queue
+/// view then is the future. The upper bound every online policy is compared with.
+#include "cachedattn/eviction/concept.hpp"
+#include "cachedattn/eviction/detail/recency_list.hpp"
+
+namespace cachedattn::eviction {
+
+class belady {
+public:
+    struct config {};
+    static constexpr std::string_view name = "belady";
+
+    belady() = default;
+    explicit belady(const config&) {}
+
+    void on_insert(session_id s) { list_.push_back(s); }
+    void on_access(session_id s) { list_.move_to_back(s); }
+    void on_erase(session_id s) { list_.erase(s); }
+
+    /// Never used again first (least recently used among them), else the farthest next use.
+    /// Cost: the sessions skipped are queued ones, so O(queue) at worst.
+    std::optional<session_id> victim(const context& ctx) const {
+        std::optional<session_id> out;
+        list_.visit([&](session_id s) {
+            if (ctx.is_excluded(s) || ctx.queue.distance(s)) return true;
+            out = s;
+            return false;
+        });
+        if (out) return out;
+        // Every tracked session is queued: walk the queue from its far end to the farthest
+        // first use of a tracked session.
+        for (std::size_t p = ctx.queue.size(); p-- > 0;) {
+            const session_id s = ctx.queue.at(p);
+            if (ctx.queue.distance(s) == p && list_.contains(s) && !ctx.is_excluded(s)) return s;
+        }
+        return std::nullopt;
+    }
+    std::size_t size() const noexcept { return list_.size(); }
+
+private:
+    detail::recency_list list_;
+};
+static_assert(eviction_policy<belady>);
+
+}  // namespace cachedattn::eviction

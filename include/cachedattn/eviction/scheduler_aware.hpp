@@ -1,0 +1,91 @@
+#pragma once
+/// @file
+/// @brief CachedAttention's scheduler-aware eviction (§3.4): the job queue is a look-ahead
+/// oracle. The eviction window is `L_ew = (C_dram + C_ssd) / S_avg` jobs (tiers below the device
+/// tier over the mean session KV size). A session with a job inside the window is never chosen
+/// while a session outside it can go; among those outside, the least recently used goes first.
+/// When only in-window sessions are left, the one needed *latest* goes: from DRAM that means it
+/// moves to SSD first; from the last tier it is dropped. An optional time-to-live retires
+/// sessions unused for `ttl_s` seconds (1 hour in the paper's capacity study).
+#include <unordered_map>
+#include <vector>
+
+#include "cachedattn/eviction/concept.hpp"
+#include "cachedattn/eviction/detail/recency_list.hpp"
+
+namespace cachedattn::eviction {
+
+class scheduler_aware {
+public:
+    struct config {
+        std::size_t window_jobs = 0;  ///< 0: derive L_ew from capacities and the mean session size
+        double ttl_s = 0;             ///< 0: no time-to-live
+    };
+    static constexpr std::string_view name = "scheduler_aware";
+
+    scheduler_aware() = default;
+    explicit scheduler_aware(const config& c) : cfg_(c) {}
+
+    void on_insert(session_id s) { on_insert(s, 0.0); }
+    void on_insert(session_id s, double now) {
+        list_.push_back(s);
+        last_[s] = now;
+    }
+    void on_access(session_id s) { on_access(s, 0.0); }
+    void on_access(session_id s, double now) {
+        list_.move_to_back(s);
+        last_[s] = now;
+    }
+    void on_erase(session_id s) {
+        list_.erase(s);
+        last_.erase(s);
+    }
+
+    /// The eviction window in jobs for the hierarchy's current state.
+    std::size_t window(const context& ctx) const {
+        if (cfg_.window_jobs) return cfg_.window_jobs;
+        const std::size_t avg = ctx.usage.mean_session_bytes();
+        const std::size_t below = ctx.usage.tiers > 1 ? ctx.usage.capacity_from(1) : ctx.usage.capacity[0];
+        return avg == 0 ? ctx.queue.size() : below / avg;
+    }
+
+    std::optional<session_id> victim(const context& ctx) const {
+        const std::size_t w = window(ctx);
+        std::optional<session_id> out;
+        // Outside the window, least recently used first. Skips at most the in-window sessions.
+        list_.visit([&](session_id s) {
+            if (ctx.is_excluded(s) || ctx.queue.within(s, w)) return true;
+            out = s;
+            return false;
+        });
+        if (out) return out;
+        // Only in-window sessions left: the one whose next job is latest.
+        const std::size_t end = w < ctx.queue.size() ? w : ctx.queue.size();
+        for (std::size_t p = end; p-- > 0;) {
+            const session_id s = ctx.queue.at(p);
+            if (ctx.queue.distance(s) == p && list_.contains(s) && !ctx.is_excluded(s)) return s;
+        }
+        return std::nullopt;
+    }
+    std::size_t size() const noexcept { return list_.size(); }
+
+    /// Sessions unused for ttl_s (none without a TTL), oldest first.
+    std::vector<session_id> expired(double now) const {
+        std::vector<session_id> out;
+        if (cfg_.ttl_s <= 0) return out;
+        list_.visit([&](session_id s) {
+            if (now - last_.at(s) < cfg_.ttl_s) return false;
+            out.push_back(s);
+            return true;
+        });
+        return out;
+    }
+
+private:
+    config cfg_{};
+    detail::recency_list list_;  // last-use order, oldest first
+    std::unordered_map<session_id, double> last_;
+};
+static_assert(eviction_policy<scheduler_aware>);
+
+}  // namespace cachedattn::eviction
