@@ -58,3 +58,63 @@ TEST_CASE("engine: impossible configurations are rejected up front") {
     CHECK_THROWS_WITH_AS(H(test::capacities<H>(1 << 20, 1 << 20, 1 << 20, blocker / "cache"), b.geometry(), 1),
                          doctest::Contains("cannot create cache directory"), io_error);
 }
+
+TEST_CASE("engine: a turn that fails leaves the session's history as it was") {
+    using H = test::stack3<>;
+    backend::cpu_backend b(model::model_config::tiny(), 2);
+    test::temp_dir dir("failed-turn");
+    const std::size_t block = b.geometry().block_bytes();
+    H h(test::capacities<H>(3 * block, 1 << 20, 1 << 20, dir.path()), b.geometry(), b.weights_id());
+    engine eng(h, b, {.record_logits = true});
+    std::mt19937_64 rng(3);
+    eng.run_turn(session_id{1}, test::random_tokens(rng, 30, b.vocab()), 4);  // 33 tokens: 3 blocks
+    const auto before = eng.history(session_id{1});
+    CHECK_THROWS_AS(eng.run_turn(session_id{1}, test::random_tokens(rng, 30, b.vocab()), 4), config_error);
+    CHECK(eng.history(session_id{1}) == before);
+    const auto small = test::random_tokens(rng, 5, b.vocab());
+    auto full = before;
+    full.insert(full.end(), small.begin(), small.end());
+    auto r = eng.run_turn(session_id{1}, small, 2);  // 40 tokens fit again
+    CHECK(test::rel_error(r.first_logits, test::reference_logits(b, full)) < 1e-4);
+}
+
+TEST_CASE("engine: a truncation offset that would need one block too many falls back to recompute") {
+    using H = test::stack3<>;
+    backend::cpu_backend b(model::model_config::tiny(), 4);
+    test::temp_dir dir("offset");
+    const std::size_t block = b.geometry().block_bytes();
+    auto cfg = test::capacities<H>(16 * block, 1 << 20, 1 << 20, dir.path());  // 256 tokens = the window
+    cfg.truncation.ratio = 0.01;
+    H h(cfg, b.geometry(), b.weights_id());
+    engine eng(h, b, {.record_logits = true});
+    std::mt19937_64 rng(5);
+    bool fell_back = false;
+    for (int turn = 0; turn < 30 && !fell_back; ++turn) {
+        const auto input = test::random_tokens(rng, 10, b.vocab());
+        const auto before = eng.history(session_id{1});
+        turn_result r;
+        REQUIRE_NOTHROW(r = eng.run_turn(session_id{1}, input, 10));
+        if (r.metrics.truncated && r.metrics.invalidated) {
+            fell_back = true;
+            CHECK(r.metrics.reused_tokens == 0);
+            const auto& after = eng.history(session_id{1});
+            std::vector<token_id> text(after.begin(), after.end() - static_cast<std::ptrdiff_t>(r.generated.size()));
+            CHECK(test::rel_error(r.first_logits, test::reference_logits(b, text)) < 1e-4);
+        }
+    }
+    CHECK(fell_back);
+}
+
+TEST_CASE("engine and backend: mismatched weights or an unsupported KV type are refused") {
+    using H = test::stack3<>;
+    test::temp_dir dir("mismatch");
+    backend::cpu_backend a(model::model_config::tiny(), 1), b(model::model_config::tiny(), 2);
+    H h(test::capacities<H>(1 << 20, 1 << 20, 1 << 20, dir.path()), a.geometry(), a.weights_id());
+    CHECK_THROWS_WITH_AS(engine(h, b), doctest::Contains("other weights"), config_error);
+    auto f16 = model::model_config::tiny();
+    f16.type = dtype::f16;
+    CHECK_THROWS_WITH_AS(backend::cpu_backend(f16, 1), doctest::Contains("f32"), config_error);
+    auto theta = model::model_config::tiny();
+    theta.rope_theta = 500000.0f;
+    CHECK(backend::cpu_backend(theta, 1).weights_id() != a.weights_id());  // fingerprint sees theta
+}

@@ -162,3 +162,25 @@ TEST_CASE("file_tier: a failed write (disk full) turns into a miss") {
     }
     std::system(("umount " + mnt.string()).c_str());
 }
+
+TEST_CASE("file_tier: a file overwritten with other tokens of the same session is a miss") {
+    test::temp_dir dir("file-overwrite");
+    test::temp_dir other_dir("file-overwrite-other");
+    tier::file_tier t({dir.path(), 1 << 20}, {G, 42});
+    tier::file_tier other({other_dir.path(), 1 << 20, io::io_mode::automatic, true}, {G, 42});
+    t.put(make_entry(5, 9));
+    other.put(make_entry(5, 10));  // same model, same session, different history
+    t.flush();
+    other.flush();
+    std::filesystem::copy_file(other.path_of(session_id{5}), t.path_of(session_id{5}),
+                               std::filesystem::copy_options::overwrite_existing);
+    CHECK_FALSE(t.take(session_id{5}).has_value());
+    CHECK(t.last_damage().find("different tokens") != std::string::npos);
+}
+
+TEST_CASE("file_tier: two tiers cannot share a directory") {
+    test::temp_dir dir("file-shared");
+    tier::file_tier t({dir.path(), 1 << 20}, {G, 1});
+    CHECK_THROWS_WITH_AS(tier::file_tier({dir.path(), 1 << 20}, {G, 1}), doctest::Contains("in use by another"),
+                         io_error);
+}

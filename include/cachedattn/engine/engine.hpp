@@ -18,6 +18,7 @@
 #include "cachedattn/backend/concept.hpp"
 #include "cachedattn/core/error.hpp"
 #include "cachedattn/engine/turn.hpp"
+#include "cachedattn/io/kv_file_format.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn {
@@ -39,18 +40,21 @@ public:
     engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c) {
         if (!(h_.geometry() == b_.geometry()))
             throw config_error("engine: the hierarchy was built for a different model geometry than the backend");
+        if (h_.fingerprint() != io::cache_fingerprint(b_.geometry(), b_.weights_id(), posenc::tag))
+            throw config_error("engine: the hierarchy was built for other weights than the backend's "
+                               "(construct it with backend.geometry() and backend.weights_id())");
         logits_.resize(static_cast<std::size_t>(b_.vocab()));
     }
 
     /// Runs one turn of `session`: `input` new tokens, then up to `max_new_tokens` greedy tokens.
     turn_result run_turn(session_id session, std::span<const token_id> input, int max_new_tokens) {
-        using clock = std::chrono::steady_clock;
         const auto t0 = clock::now();
         validate(input, max_new_tokens);
 
         turn_result out;
         turn_metrics& m = out.metrics;
-        std::vector<token_id>& hist = history_[session];
+        // Work on a copy: the session's history changes only when the turn succeeds.
+        std::vector<token_id> hist = history(session);
         const std::int64_t window = b_.context_window();
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
         const std::span<const session_id> none{};
@@ -61,7 +65,9 @@ public:
         if (static_cast<std::int64_t>(hist.size()) + needed > window) {
             cut = h_.truncation().decide(static_cast<std::int64_t>(hist.size()), needed, window);
             m.truncated = true;
-            if (!cut.reuse_cache && h_.locate(session)) {
+            // Not worth loading: the policy discards it, or truncation drops all of it.
+            if (h_.locate(session) &&
+                (!cut.reuse_cache || h_.meta(session).tokens.size() <= static_cast<std::size_t>(cut.drop_tokens))) {
                 h_.drop(session);
                 m.invalidated = true;
             }
@@ -110,38 +116,14 @@ public:
         const auto t_loaded = clock::now();
         m.load_s = seconds(t_loaded - t0);
 
-        // 4. Prefill what is not cached plus the new tokens.
-        hist.insert(hist.end(), input.begin(), input.end());
-        const std::span<const token_id> todo(hist.data() + kv_len, hist.size() - kv_len);
-        m.reused_tokens = static_cast<std::int64_t>(kv_len);
-        m.new_tokens = static_cast<std::int64_t>(input.size());
-        m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
-        // The last generated token is never fed back, so its KV needs no room.
-        h_.reserve_on_device(session, hist.size() + static_cast<std::size_t>(max_new_tokens) - 1, none);
-        b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
-        dev.commit(session, todo);
-        token_id next = argmax();
-        const auto t_first = clock::now();
-        m.prefill_s = seconds(t_first - t_loaded);
-        m.ttft_s = seconds(t_first - t0);
-        if (cfg_.record_logits) out.first_logits = logits_;
-
-        // 5. Greedy decode.
-        out.generated.push_back(next);
-        for (int step = 1; step < max_new_tokens; ++step) {
-            const token_id fed[1] = {next};
-            b_.forward(dev.view(session), fed, posenc::keys_pre_rope, logits_);
-            dev.commit(session, fed);
-            next = argmax();
-            out.generated.push_back(next);
+        try {
+            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded);
+        } catch (...) {
+            h_.drop(session);  // the device entry may hold KV the history does not
+            throw;
         }
-        m.decode_s = seconds(clock::now() - t_first);
-        m.generated_tokens = static_cast<std::int64_t>(out.generated.size());
-        hist.insert(hist.end(), out.generated.begin(), out.generated.end());
+        history_[session] = std::move(hist);
 
-        dev.shrink_to_fit(session);
-        if (cfg_.retain_across_turns) h_.touch(session);
-        else h_.drop(session);
         const auto& stats_after = h_.stats();
         for (std::size_t t = 0; t < Hierarchy::tier_count; ++t) {
             if (t > 0) m.bytes_demoted += stats_after.bytes_in[t] - stats_before.bytes_in[t];
@@ -166,6 +148,59 @@ public:
     const engine_config& config() const noexcept { return cfg_; }
 
 private:
+    using clock = std::chrono::steady_clock;
+
+    /// Steps 4-5 of a turn: reserve, prefill what is not cached plus the input, decode.
+    void compute(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
+                 std::span<const token_id> input, int max_new_tokens, turn_result& out, clock::time_point t0,
+                 clock::time_point t_loaded) {
+        turn_metrics& m = out.metrics;
+        auto& dev = h_.device();
+        const std::span<const session_id> none{};
+        hist.insert(hist.end(), input.begin(), input.end());
+        // The last generated token is never fed back, so its KV needs no room.
+        const std::size_t room = hist.size() + static_cast<std::size_t>(max_new_tokens) - 1;
+        const auto& g = h_.geometry();
+        const std::size_t offset = dev.meta(session).first_offset;
+        if (kv_len > 0 && offset != 0 && g.blocks_for(room, offset) > dev.total_blocks() &&
+            g.blocks_for(room) <= dev.total_blocks()) {
+            // Truncation left an offset in the first block and that one extra block does not
+            // fit: recompute from offset 0 instead of failing a turn that fits.
+            h_.create_on_device(session);
+            kv_len = 0;
+            m.hit_tier.reset();
+            m.invalidated = true;
+        }
+        const std::span<const token_id> todo(hist.data() + kv_len, hist.size() - kv_len);
+        m.reused_tokens = static_cast<std::int64_t>(kv_len);
+        m.new_tokens = static_cast<std::int64_t>(input.size());
+        m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
+        h_.reserve_on_device(session, room, none);
+        b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
+        dev.commit(session, todo);
+        token_id next = argmax();
+        const auto t_first = clock::now();
+        m.prefill_s = seconds(t_first - t_loaded);
+        m.ttft_s = seconds(t_first - t0);
+        if (cfg_.record_logits) out.first_logits = logits_;
+
+        out.generated.push_back(next);
+        for (int step = 1; step < max_new_tokens; ++step) {
+            const token_id fed[1] = {next};
+            b_.forward(dev.view(session), fed, posenc::keys_pre_rope, logits_);
+            dev.commit(session, fed);
+            next = argmax();
+            out.generated.push_back(next);
+        }
+        m.decode_s = seconds(clock::now() - t_first);
+        m.generated_tokens = static_cast<std::int64_t>(out.generated.size());
+        hist.insert(hist.end(), out.generated.begin(), out.generated.end());
+
+        dev.shrink_to_fit(session);
+        if (cfg_.retain_across_turns) h_.touch(session);
+        else h_.drop(session);
+    }
+
     static double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
     void validate(std::span<const token_id> input, int max_new_tokens) const {

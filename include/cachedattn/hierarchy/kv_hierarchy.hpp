@@ -225,16 +225,18 @@ public:
             throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
                                " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
                                std::to_string(need) + " bytes)");
-        auto e = take_from(s, *r.from);
-        if (!e) {
-            r.damaged = true;
-            return r;
-        }
+        // Make room before taking the entry out, so a failure leaves it where it was.
         std::vector<session_id> keep(pinned.begin(), pinned.end());
         keep.push_back(s);
         if (!make_room(0, need, keep, queue))
             throw config_error("kv_hierarchy: cannot make room for session " + std::to_string(s.value) +
                                " in the device tier: every resident session is pinned");
+        const std::size_t from = *locate(s);  // making room never moves a pinned session
+        auto e = take_from(s, from);
+        if (!e) {
+            r.damaged = true;
+            return r;
+        }
         r.bytes = e->data.size();
         put_into(std::move(*e), 0);
         return r;

@@ -37,6 +37,10 @@ public:
     transformer(model_config c, weights w, exec_config e = {})
         : cfg_(std::move(c)), w_(std::move(w)), threads_(e.threads > 0 ? e.threads : default_threads()) {
         cfg_.validate();
+        if (cfg_.type != dtype::f32)
+            throw config_error("transformer: the CPU reference computes and stores f32 KV; model_config '" +
+                               cfg_.name + "' asks for " + to_string(cfg_.type) +
+                               " (use the sim backend for f16/bf16 shapes)");
         if (w_.layers.size() != static_cast<std::size_t>(cfg_.layers) ||
             w_.embedding.size() != static_cast<std::size_t>(cfg_.vocab) * cfg_.dim ||
             w_.output.size() != static_cast<std::size_t>(cfg_.vocab) * cfg_.dim)
@@ -67,7 +71,8 @@ public:
         if (total > cfg_.context_window)
             throw input_error("transformer::forward: " + std::to_string(total) +
                               " tokens exceed the context window of " + std::to_string(cfg_.context_window));
-        if (kv.layers != cfg_.layers || kv.kv_heads != cfg_.kv_heads || kv.head_dim != cfg_.head_dim)
+        if (kv.layers != cfg_.layers || kv.kv_heads != cfg_.kv_heads || kv.head_dim != cfg_.head_dim ||
+            kv.block_bytes != cfg_.geometry().block_elems() * sizeof(float))
             throw config_error("transformer::forward: KV view geometry does not match the model");
         if (kv.capacity() < total) throw error("transformer::forward: KV view has no room; reserve first");
 

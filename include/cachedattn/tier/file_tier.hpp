@@ -8,6 +8,10 @@
 /// charged by exact file size (header + token ids + blocks). A file that fails to write, cannot
 /// be read back, or fails any header/checksum/fingerprint check is counted in `damaged()` and
 /// reported as a miss: `take` returns nullopt, never wrong data.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -53,6 +57,14 @@ public:
                 throw io_error("file_tier: cache directory '" + c.directory.string() + "' is not writable");
         }
         std::filesystem::remove(probe, ec);
+        // One tier per directory: a second one would overwrite and delete this one's files.
+        const auto lock_path = c.directory / ".cachedattn.lock";
+        lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+            if (lock_fd_ >= 0) ::close(lock_fd_);
+            throw io_error("file_tier: cache directory '" + c.directory.string() +
+                           "' is in use by another file_tier (give each its own directory)");
+        }
         io_ = io::make_file_io(c.io);
     }
     file_tier(const file_tier&) = delete;
@@ -60,13 +72,14 @@ public:
     file_tier(file_tier&& o) noexcept
         : g_(o.g_), fingerprint_(o.fingerprint_), cfg_(std::move(o.cfg_)), io_(std::move(o.io_)),
           index_(std::exchange(o.index_, {})), used_(std::exchange(o.used_, 0)),
-          damaged_(o.damaged_), last_damage_(std::move(o.last_damage_)) {}
+          damaged_(o.damaged_), last_damage_(std::move(o.last_damage_)), lock_fd_(std::exchange(o.lock_fd_, -1)) {}
     file_tier& operator=(file_tier&&) = delete;
     ~file_tier() {
         for (auto& [s, rec] : index_) {
             wait(rec);
             if (!cfg_.keep_files) remove_file(s);
         }
+        if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
     }
 
     std::size_t capacity_bytes() const noexcept { return cfg_.capacity_bytes; }
@@ -104,8 +117,10 @@ public:
                 last_damage_ = read.status.error;
             } else {
                 auto res = io::decode_kv_file(read.data, g_, fingerprint_, s);
-                if (res.status == io::decode_status::ok) out = std::move(res.entry);
-                else last_damage_ = std::string(io::to_string(res.status));
+                if (res.status != io::decode_status::ok) last_damage_ = std::string(io::to_string(res.status));
+                else if (!same_meta(res.entry->meta, it->second.meta))
+                    last_damage_ = "holds different tokens than were stored (overwritten?)";
+                else out = std::move(res.entry);
             }
         }
         if (!out) ++damaged_;
@@ -159,6 +174,10 @@ private:
         }
         return !r.failed;
     }
+    static bool same_meta(const kv_meta& a, const kv_meta& b) {
+        return a.session == b.session && a.tokens == b.tokens && a.first_offset == b.first_offset &&
+               a.rope_base == b.rope_base;
+    }
     void remove_file(session_id s) {
         std::error_code ec;
         std::filesystem::remove(path_of(s), ec);
@@ -182,6 +201,7 @@ private:
     std::size_t used_ = 0;
     std::size_t damaged_ = 0;
     std::string last_damage_;
+    int lock_fd_ = -1;
 };
 static_assert(tier<file_tier>);
 
