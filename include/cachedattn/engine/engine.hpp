@@ -10,6 +10,8 @@
 /// moves it down as other sessions need room.
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <iterator>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -17,11 +19,26 @@
 
 #include "cachedattn/backend/concept.hpp"
 #include "cachedattn/core/error.hpp"
+#include "cachedattn/core/queue_view.hpp"
 #include "cachedattn/engine/turn.hpp"
 #include "cachedattn/io/kv_file_format.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn {
+
+/// @brief A queued turn.
+struct job {
+    session_id session;
+    std::vector<token_id> input;
+    int max_new_tokens = 1;
+};
+
+/// @brief A finished job.
+struct job_result {
+    std::uint64_t id = 0;
+    session_id session;
+    turn_result result;
+};
 
 struct engine_config {
     /// false: drop every session's KV when its turn ends (the paper's "RE" baseline:
@@ -29,15 +46,19 @@ struct engine_config {
     bool retain_across_turns = true;
     /// Copy the logits that chose each turn's first token into the result (tests).
     bool record_logits = false;
+    /// Jobs taken from the queue per scheduling iteration.
+    std::size_t batch_size = 1;
 };
 
 template <class Hierarchy, backend::model_backend Backend>
 class engine {
 public:
+    using clock = std::chrono::steady_clock;
     using hierarchy_type = Hierarchy;
     using posenc = typename Hierarchy::posenc_type;
 
-    engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c) {
+    engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c), start_(clock::now()) {
+        if (cfg_.batch_size == 0) throw config_error("engine: batch_size must be >= 1");
         if (!(h_.geometry() == b_.geometry()))
             throw config_error("engine: the hierarchy was built for a different model geometry than the backend");
         if (h_.fingerprint() != io::cache_fingerprint(b_.geometry(), b_.weights_id(), posenc::tag))
@@ -48,6 +69,67 @@ public:
 
     /// Runs one turn of `session`: `input` new tokens, then up to `max_new_tokens` greedy tokens.
     turn_result run_turn(session_id session, std::span<const token_id> input, int max_new_tokens) {
+        h_.set_time(now());
+        return run_job(session, input, max_new_tokens, queue_view{}, {});
+    }
+
+    // ---------------------------------------------------------------- job queue
+    /// Queues a turn (a job) behind the others, FCFS. Returns its id. Input is checked now.
+    std::uint64_t submit(job j) {
+        validate(j.input, j.max_new_tokens);
+        const std::uint64_t id = next_id_++;
+        order_.push(j.session);
+        jobs_.push_back({id, std::move(j)});
+        return id;
+    }
+    /// Jobs waiting.
+    std::size_t queued() const noexcept { return jobs_.size(); }
+    /// What the policies see of the queue.
+    queue_view queue() const noexcept { return queue_view(order_); }
+
+    /// One scheduling iteration: retire expired sessions, take up to `batch_size` jobs from
+    /// the head of the queue (a session at most once per batch: its next turn needs this one's
+    /// output), prefetch for the jobs behind them, then run the batch.
+    std::vector<job_result> step() {
+        h_.set_time(now());
+        h_.expire(queue());
+        std::vector<queued_job> batch;
+        while (!jobs_.empty() && batch.size() < cfg_.batch_size) {
+            const session_id s = jobs_.front().work.session;
+            if (std::any_of(batch.begin(), batch.end(), [&](const queued_job& b) { return b.work.session == s; })) break;
+            order_.pop();
+            batch.push_back(std::move(jobs_.front()));
+            jobs_.pop_front();
+        }
+        const queue_view view = queue();
+        h_.prefetch(view);
+        std::vector<job_result> out;
+        out.reserve(batch.size());
+        std::vector<session_id> later;  // batch members not run yet keep their KV where it is
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            later.clear();
+            for (std::size_t j = i + 1; j < batch.size(); ++j) later.push_back(batch[j].work.session);
+            auto& w = batch[i].work;
+            h_.set_time(now());
+            out.push_back({batch[i].id, w.session, run_job(w.session, w.input, w.max_new_tokens, view, later)});
+        }
+        return out;
+    }
+    /// Runs steps until the queue is empty.
+    std::vector<job_result> drain() {
+        std::vector<job_result> all;
+        while (!jobs_.empty()) {
+            auto r = step();
+            std::move(r.begin(), r.end(), std::back_inserter(all));
+        }
+        return all;
+    }
+    /// Seconds since the engine started (the clock time-aware policies see).
+    double now() const { return seconds(clock::now() - start_); }
+
+private:
+    turn_result run_job(session_id session, std::span<const token_id> input, int max_new_tokens,
+                        const queue_view& queue, std::span<const session_id> pinned) {
         const auto t0 = clock::now();
         validate(input, max_new_tokens);
 
@@ -57,7 +139,6 @@ public:
         std::vector<token_id> hist = history(session);
         const std::int64_t window = b_.context_window();
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
-        const std::span<const session_id> none{};
         const auto stats_before = h_.stats();
 
         // 1. Overflow: decide the truncation first; a cache it will discard is not loaded.
@@ -76,7 +157,7 @@ public:
         // 2. Find the stored KV and bring it to the device tier.
         bool have = false;
         if (const auto where = h_.locate(session)) {
-            auto p = h_.promote_to_device(session, none);
+            auto p = h_.promote_to_device(session, pinned, queue);
             m.bytes_loaded = p.bytes;
             m.damaged = p.damaged;
             have = !p.damaged;
@@ -117,7 +198,7 @@ public:
         m.load_s = seconds(t_loaded - t0);
 
         try {
-            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded);
+            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded, queue, pinned);
         } catch (...) {
             h_.drop(session);  // the device entry may hold KV the history does not
             throw;
@@ -132,6 +213,7 @@ public:
         return out;
     }
 
+public:
     /// The session's full token history as the engine sees it (after any truncation).
     const std::vector<token_id>& history(session_id s) const {
         static const std::vector<token_id> empty;
@@ -148,15 +230,12 @@ public:
     const engine_config& config() const noexcept { return cfg_; }
 
 private:
-    using clock = std::chrono::steady_clock;
-
     /// Steps 4-5 of a turn: reserve, prefill what is not cached plus the input, decode.
     void compute(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
                  std::span<const token_id> input, int max_new_tokens, turn_result& out, clock::time_point t0,
-                 clock::time_point t_loaded) {
+                 clock::time_point t_loaded, const queue_view& queue, std::span<const session_id> pinned) {
         turn_metrics& m = out.metrics;
         auto& dev = h_.device();
-        const std::span<const session_id> none{};
         hist.insert(hist.end(), input.begin(), input.end());
         // The last generated token is never fed back, so its KV needs no room.
         const std::size_t room = hist.size() + static_cast<std::size_t>(max_new_tokens) - 1;
@@ -175,7 +254,7 @@ private:
         m.reused_tokens = static_cast<std::int64_t>(kv_len);
         m.new_tokens = static_cast<std::int64_t>(input.size());
         m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
-        h_.reserve_on_device(session, room, none);
+        h_.reserve_on_device(session, room, pinned, queue);
         b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
         dev.commit(session, todo);
         token_id next = argmax();
@@ -235,6 +314,14 @@ private:
     engine_config cfg_;
     std::unordered_map<session_id, std::vector<token_id>> history_;
     std::vector<float> logits_;
+    clock::time_point start_;
+    struct queued_job {
+        std::uint64_t id;
+        job work;
+    };
+    std::deque<queued_job> jobs_;
+    job_order order_;
+    std::uint64_t next_id_ = 0;
 };
 
 }  // namespace cachedattn

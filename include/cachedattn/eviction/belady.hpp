@@ -41,6 +41,12 @@ public:
     }
     std::size_t size() const noexcept { return list_.size(); }
 
+    /// Drop the session coming down rather than `victim` when the victim's job comes first.
+    bool admit(session_id incoming, session_id victim, const context& ctx) const {
+        const auto never = static_cast<std::size_t>(-1);
+        return ctx.queue.distance(incoming).value_or(never) <= ctx.queue.distance(victim).value_or(never);
+    }
+
 private:
     detail::recency_list list_;
 };

@@ -11,8 +11,9 @@
 /// never moves bytes itself. Run-time knobs live in `P::config`.
 ///
 /// Optional hooks (see `eviction_traits`): `on_insert(s, now)` / `on_access(s, now)` for
-/// policies that need the engine clock (TTL), and `expired(now)` for policies that retire
-/// sessions without pressure.
+/// policies that need the engine clock (TTL), `expired(now)` for policies that retire
+/// sessions without pressure, and `admit(incoming, victim, ctx)` for policies that would rather send
+/// a session coming down further (or drop it) than displace the one they hold.
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
@@ -70,6 +71,14 @@ struct eviction_traits {
     static std::vector<session_id> expired(const P& p, double now) {
         if constexpr (requires { { p.expired(now) } -> std::same_as<std::vector<session_id>>; }) return p.expired(now);
         else return {};
+    }
+    /// Whether `incoming` (coming down from a faster tier) may displace `victim` from this tier
+    /// (default: yes). Queue-aware policies refuse when the incoming session's next job is later
+    /// than the victim's: the hierarchy then tries the next tier down, and drops it last.
+    static bool admit(const P& p, session_id incoming, session_id victim, const context& ctx) {
+        if constexpr (requires { { p.admit(incoming, victim, ctx) } -> std::same_as<bool>; })
+            return p.admit(incoming, victim, ctx);
+        else return true;
     }
     /// Whether retired sessions move one tier down (`P::expiry_demotes`) or leave the
     /// hierarchy (default).

@@ -69,6 +69,12 @@ public:
     }
     std::size_t size() const noexcept { return list_.size(); }
 
+    /// Drop the session coming down rather than `victim` when the victim's job comes first.
+    bool admit(session_id incoming, session_id victim, const context& ctx) const {
+        const auto never = static_cast<std::size_t>(-1);
+        return ctx.queue.distance(incoming).value_or(never) <= ctx.queue.distance(victim).value_or(never);
+    }
+
     /// Sessions unused for ttl_s (none without a TTL), oldest first.
     std::vector<session_id> expired(double now) const {
         std::vector<session_id> out;

@@ -173,7 +173,7 @@ public:
         for (auto& c : chosen) c.assign(pinned.begin(), pinned.end());
         std::vector<tier_move> plan;
         const tier_usage u = usage();
-        if (!plan_room_rec(i, bytes, queue, u, free, chosen, plan)) return std::nullopt;
+        if (!plan_room_rec(i, bytes, std::nullopt, queue, u, free, chosen, plan)) return std::nullopt;
         return plan;
     }
 
@@ -393,27 +393,32 @@ private:
         return on_tier(i, [&](const auto& t) { return t.charge(m); });
     }
 
-    bool plan_room_rec(std::size_t i, std::size_t bytes, const queue_view& queue, const tier_usage& u,
+    /// Plans room for `bytes` in tier i; `incoming` is the session the room is for when it comes
+    /// down from a faster tier: tier i's policy may refuse to let it displace a victim.
+    bool plan_room_rec(std::size_t i, std::size_t bytes, std::optional<session_id> incoming, const queue_view& queue,
+                       const tier_usage& u,
                        std::array<std::size_t, tier_count>& free,
                        std::array<std::vector<session_id>, tier_count>& chosen,
                        std::vector<tier_move>& plan) const {
         if (bytes > capacity_bytes(i)) return false;
         while (free[i] < bytes) {
-            const auto v = evict_[i].victim(eviction::context{queue, chosen[i], now_, u});
+            const eviction::context ctx{queue, chosen[i], now_, u};
+            const auto v = evict_[i].victim(ctx);
             if (!v) return false;
+            if (incoming && !traits::admit(evict_[i], *incoming, *v, ctx)) return false;
             chosen[i].push_back(*v);
             const std::size_t freed = on_tier(i, [&](const auto& t) { return t.stored_bytes(*v); });
             tier_move m{*v, i, std::nullopt, freed};
-            if (i + 1 < tier_count) {
-                const std::size_t need = charge_in(i + 1, on_tier(i, [&](const auto& t) -> const kv_meta& { return t.meta(*v); }));
-                // Room below or drop: a failed attempt below is rolled back, so the plan never
-                // moves sessions it did not need to.
+            // The victim goes to the fastest lower tier that admits it, else it is dropped.
+            for (std::size_t j = i + 1; j < tier_count && !m.to; ++j) {
+                const std::size_t need = charge_in(j, on_tier(i, [&](const auto& t) -> const kv_meta& { return t.meta(*v); }));
+                // A failed attempt is rolled back, so the plan never moves sessions it did not need to.
                 const auto mark = plan.size();
                 const auto free_before = free;
                 const auto chosen_before = chosen;
-                if (plan_room_rec(i + 1, need, queue, u, free, chosen, plan)) {
-                    free[i + 1] -= need;
-                    m.to = i + 1;
+                if (plan_room_rec(j, need, *v, queue, u, free, chosen, plan)) {
+                    free[j] -= need;
+                    m.to = j;
                 } else {
                     plan.resize(mark);
                     free = free_before;
