@@ -16,7 +16,9 @@ namespace {
 struct options {
     ca::workload::synthetic_chat_config workload;
     std::string model = "tiny";
-    double device_mib = 1.0, host_mib = 2.0, file_mib = 256.0;
+    double device_mib = 1.0, host_mib = 2.0, file_mib = 4.0;
+    std::size_t queue_depth = 16;
+    std::size_t batch = 1;
     std::string cache_dir;
     int threads = 0;
 };
@@ -26,22 +28,32 @@ struct row {
     ca::metrics::summary sum{3};
 };
 
-template <class Eviction, class PosEnc, class Truncation>
+template <class Eviction, class PosEnc = ca::posenc::decoupled_rope, class Truncation = ca::truncation::drop_oldest,
+          class Prefetch = ca::prefetch::none>
 using three_tier_stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::host_tier, ca::tier::file_tier>,
-                                          Eviction, ca::prefetch::none, Truncation, PosEnc>;
+                                          Eviction, Prefetch, Truncation, PosEnc>;
 
+/// Serves the workload through the engine's job queue, keeping up to `depth` jobs queued
+/// (the look-ahead the scheduler-aware policies see; Belady gets the whole future).
 template <class Stack>
 row run(const std::string& name, const options& o, ca::backend::cpu_backend& model,
-        const std::vector<ca::workload::chat_turn>& turns, bool retain) {
+        const std::vector<ca::workload::chat_turn>& turns, bool retain, std::size_t depth) {
     typename Stack::config cfg;
     std::get<0>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.device_mib * (1 << 20));
     std::get<1>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.host_mib * (1 << 20));
     std::get<2>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.file_mib * (1 << 20));
     std::get<2>(cfg.tiers).directory = std::filesystem::path(o.cache_dir) / name;
     Stack kv(cfg, model.geometry(), model.weights_id());
-    ca::engine engine(kv, model, {.retain_across_turns = retain});
+    ca::engine engine(kv, model, {.retain_across_turns = retain, .batch_size = o.batch});
     row r{name};
-    for (const auto& t : turns) r.sum.add(engine.run_turn(t.session, t.input, t.max_new_tokens).metrics);
+    std::size_t next = 0;
+    while (next < turns.size() || engine.queued() > 0) {
+        while (next < turns.size() && engine.queued() < depth) {
+            const auto& t = turns[next++];
+            engine.submit({t.session, t.input, t.max_new_tokens});
+        }
+        for (const auto& done : engine.step()) r.sum.add(done.result.metrics);
+    }
     kv.check_invariants();
     return r;
 }
@@ -64,6 +76,9 @@ int main(int argc, char** argv) try {
     app.add_option("--file-mib", o.file_mib, "SSD file tier capacity (MiB)")->check(CLI::PositiveNumber);
     app.add_option("--cache-dir", o.cache_dir, "directory for the file tier (default: a fresh temp dir)");
     app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+    app.add_option("--queue-depth", o.queue_depth, "jobs queued ahead (the scheduler's look-ahead)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--batch", o.batch, "jobs per scheduling iteration")->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
 
     const auto cfg = o.model == "small" ? ca::model::model_config::small() : ca::model::model_config::tiny();
@@ -79,18 +94,23 @@ int main(int argc, char** argv) try {
                o.workload.sessions, o.workload.turns, turns.size(), cfg.name, cfg.layers,
                cfg.geometry().kv_bytes_per_token(), cfg.context_window, o.device_mib, o.host_mib, o.file_mib);
 
-    using lru = ca::eviction::lru;
-    using fifo = ca::eviction::fifo;
-    using decoupled = ca::posenc::decoupled_rope;
+    namespace ev = ca::eviction;
+    namespace pf = ca::prefetch;
     using coupled = ca::posenc::coupled_rope;
-    using keep = ca::truncation::drop_oldest;
+    using tt = ca::truncation::recompute;
+    const std::size_t d = o.queue_depth, all = turns.size();
     std::vector<row> rows;
-    rows.push_back(run<three_tier_stack<lru, decoupled, keep>>("recompute (RE)", o, model, turns, false));
-    rows.push_back(run<three_tier_stack<lru, decoupled, keep>>("cachedattn lru", o, model, turns, true));
-    rows.push_back(run<three_tier_stack<fifo, decoupled, keep>>("cachedattn fifo", o, model, turns, true));
-    rows.push_back(run<three_tier_stack<lru, coupled, keep>>("lru, coupled RoPE", o, model, turns, true));
-    rows.push_back(run<three_tier_stack<lru, decoupled, ca::truncation::recompute>>("lru, TT truncation", o, model,
-                                                                                     turns, true));
+    rows.push_back(run<three_tier_stack<ev::lru>>("recompute (RE)", o, model, turns, false, d));
+    rows.push_back(run<three_tier_stack<ev::scheduler_aware, ca::posenc::decoupled_rope, ca::truncation::drop_oldest,
+                                        pf::scheduler_aware>>("cachedattn (paper)", o, model, turns, true, d));
+    rows.push_back(run<three_tier_stack<ev::lru>>("lru", o, model, turns, true, d));
+    rows.push_back(run<three_tier_stack<ev::fifo>>("fifo", o, model, turns, true, d));
+    rows.push_back(run<three_tier_stack<ev::lfu>>("lfu", o, model, turns, true, d));
+    rows.push_back(run<three_tier_stack<ev::arc>>("arc", o, model, turns, true, d));
+    rows.push_back(run<three_tier_stack<ev::belady>>("belady (oracle)", o, model, turns, true, all));
+    rows.push_back(run<three_tier_stack<ev::scheduler_aware, coupled>>("paper, coupled RoPE", o, model, turns, true, d));
+    rows.push_back(run<three_tier_stack<ev::scheduler_aware, ca::posenc::decoupled_rope, tt>>("paper, TT truncation", o,
+                                                                                              model, turns, true, d));
 
     const double base = rows.front().sum.mean_ttft();
     fmt::print("{:<20} {:>6} {:>7} {:>7} {:>7} {:>7} {:>11} {:>10} {:>11} {:>9}\n", "stack", "turns", "hit", "device",
@@ -103,7 +123,8 @@ int main(int argc, char** argv) try {
                    base / s.mean_ttft());
     }
     fmt::print("\nhit: share of turns whose history KV was found in a tier; recomputed: history tokens prefilled "
-               "again;\nspeed-up: mean TTFT of recompute-every-turn divided by the stack's.\n");
+               "again;\nspeed-up: mean TTFT of recompute-every-turn divided by the stack's. Jobs queued ahead: {} "
+               "(belady: all).\n", d);
     if (own_dir) std::filesystem::remove_all(o.cache_dir);
     return 0;
 } catch (const cachedattn::error& e) {
