@@ -275,3 +275,50 @@ TEST_CASE("a session never receives another session's KV, even when files are sw
     CHECK(test::rel_error(r.first_logits, test::reference_logits(b, full)) < 1e-4);
     CHECK(h.stats().damaged == 1);
 }
+
+// ---------------------------------------------------------------- more encodings and truncations
+namespace {
+template <class PosEnc, class Trunc>
+void check_exact_truncation(std::uint64_t seed, bool expect_reuse) {
+    using H = test::stack3<eviction::lru, PosEnc, Trunc>;
+    backend::cpu_backend b(short_window(1), seed);
+    const std::size_t pt = b.geometry().kv_bytes_per_token();
+    test::temp_dir dir("trunc-exact");
+    H h(test::capacities<H>(150 * pt, 150 * pt, 10000 * pt, dir.path()), b.geometry(), b.weights_id());
+    engine eng(h, b, {.record_logits = true});
+    std::mt19937_64 rng(seed);
+    auto run = run_until_truncation(eng, rng, b.vocab());
+    const auto& m = run.result.metrics;
+    CHECK((m.reused_tokens > 0) == expect_reuse);
+    CHECK(m.invalidated != expect_reuse);
+    if constexpr (std::is_same_v<Trunc, truncation::attention_sink>) {
+        // The first tokens of the conversation survive every truncation.
+        REQUIRE(run.kept_history.size() >= 4);
+        CHECK(std::equal(run.kept_history.begin(), run.kept_history.begin() + 4, run.history_before.begin()));
+    }
+    auto text = run.kept_history;
+    text.insert(text.end(), run.input.begin(), run.input.end());
+    CHECK(test::rel_error(run.result.first_logits, test::reference_logits(b, text, PosEnc::keys_pre_rope)) < 1e-4);
+}
+}  // namespace
+
+TEST_CASE("truncation, re-rotated RoPE, one layer: rotating stored keys by -shift equals recomputing") {
+    check_exact_truncation<posenc::rerotate_rope, truncation::drop_oldest>(31, true);
+}
+
+TEST_CASE("truncation, attention sinks + decoupled RoPE, one layer: sinks and tail reused exactly") {
+    check_exact_truncation<posenc::decoupled_rope, truncation::attention_sink>(32, true);
+}
+
+TEST_CASE("truncation, attention sinks + re-rotated RoPE, one layer: only keys after the gap rotate") {
+    check_exact_truncation<posenc::rerotate_rope, truncation::attention_sink>(33, true);
+}
+
+TEST_CASE("truncation, attention sinks + coupled RoPE: the gap makes the cache stale; recomputed") {
+    check_exact_truncation<posenc::coupled_rope, truncation::attention_sink>(34, false);
+}
+
+TEST_CASE("reuse equals recompute without truncation: re-rotated RoPE and attention-sink stacks") {
+    check_stack<test::stack3<eviction::lru, posenc::rerotate_rope>>(505);
+    check_stack<test::stack3<eviction::scheduler_aware, posenc::decoupled_rope, truncation::attention_sink>>(606);
+}

@@ -95,3 +95,21 @@ TEST_CASE("host_tier: byte accounting and capacity") {
     CHECK(h.used_bytes() == G.block_bytes());
     CHECK_THROWS_AS(tier::host_tier({0}, {G, 1}), config_error);
 }
+
+TEST_CASE("device_tier: erase_tokens in the middle moves later tokens down over the gap") {
+    tier::device_tier d({10 * G.block_bytes()}, {G, 1});
+    d.put(make_entry(1, 10, 0.0f));
+    auto v = d.view(session_id{1});
+    std::vector<float> k7(v.k(1, 1, 7), v.k(1, 1, 7) + G.head_dim), v9(v.v(0, 0, 9), v.v(0, 0, 9) + G.head_dim);
+    const float k1 = v.k(0, 1, 1)[3];
+    d.erase_tokens(session_id{1}, 2, 5);  // keep 0,1 then 7,8,9
+    CHECK(d.meta(session_id{1}).tokens == std::vector<token_id>{1, 2, 8, 9, 10});
+    v = d.view(session_id{1});
+    CHECK(v.k(0, 1, 1)[3] == k1);
+    CHECK(std::equal(k7.begin(), k7.end(), v.k(1, 1, 2)));
+    CHECK(std::equal(v9.begin(), v9.end(), v.v(0, 0, 4)));
+    CHECK(d.used_bytes() == 2 * G.block_bytes());
+    CHECK(d.meta(session_id{1}).rope_base == 5);
+    d.erase_tokens(session_id{1}, 4, 100);  // clamped
+    CHECK(d.meta(session_id{1}).tokens.size() == 4);
+}

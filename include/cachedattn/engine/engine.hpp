@@ -148,7 +148,8 @@ private:
             m.truncated = true;
             // Not worth loading: the policy discards it, or truncation drops all of it.
             if (h_.locate(session) &&
-                (!cut.reuse_cache || h_.meta(session).tokens.size() <= static_cast<std::size_t>(cut.drop_tokens))) {
+                (!cut.reuse_cache || (cut.keep_front == 0 && h_.meta(session).tokens.size() <=
+                                                                static_cast<std::size_t>(cut.drop_tokens)))) {
                 h_.drop(session);
                 m.invalidated = true;
             }
@@ -174,14 +175,18 @@ private:
         // 3. Apply the truncation to the history and to the stored KV.
         if (m.truncated) {
             const auto d = static_cast<std::size_t>(cut.drop_tokens);
-            hist.erase(hist.begin(), hist.begin() + static_cast<std::ptrdiff_t>(d));
+            const auto k = static_cast<std::size_t>(cut.keep_front);
+            hist.erase(hist.begin() + static_cast<std::ptrdiff_t>(k), hist.begin() + static_cast<std::ptrdiff_t>(k + d));
             if (have) {
-                if (dev.meta(session).tokens.size() <= d) {
+                const std::size_t cached = dev.meta(session).tokens.size();
+                if (k == 0 && cached <= d) {
                     h_.drop(session);
                     have = false;
-                } else {
-                    dev.truncate_front(session, d);
-                    if (h_.posenc().rebase(dev.view(session), static_cast<std::int64_t>(d), b_.rope())) {
+                } else if (cached > k) {
+                    dev.erase_tokens(session, k, d);
+                    // Only cached tokens after the dropped range move to new positions.
+                    const std::int64_t shift = cached > k + d ? static_cast<std::int64_t>(d) : 0;
+                    if (h_.posenc().rebase(dev.view(session), static_cast<std::int64_t>(k), shift, b_.rope())) {
                         dev.set_rope_base(session, 0);
                     } else {
                         h_.drop(session);

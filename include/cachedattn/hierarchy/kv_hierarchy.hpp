@@ -82,7 +82,7 @@ class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc> {
     static_assert(posenc::positional_encoding<PosEnc>,
                   "PosEnc must model cachedattn::posenc::positional_encoding: a nested config, "
                   "static name, keys_pre_rope and tag, and a const rebase(paged_kv_view<float>, "
-                  "shift, const rope_table&) returning bool");
+                  "first, shift, const rope_table&) returning bool");
 
 public:
     static constexpr std::size_t tier_count = sizeof...(T);

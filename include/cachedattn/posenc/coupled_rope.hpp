@@ -17,7 +17,7 @@ public:
     coupled_rope() = default;
     explicit coupled_rope(const config&) {}
 
-    bool rebase(paged_kv_view<float>, std::int64_t shift, const rope_table&) const {
+    bool rebase(paged_kv_view<float>, std::int64_t, std::int64_t shift, const rope_table&) const {
         return shift == 0;
     }
 };

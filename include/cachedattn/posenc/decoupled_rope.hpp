@@ -17,7 +17,7 @@ public:
     decoupled_rope() = default;
     explicit decoupled_rope(const config&) {}
 
-    bool rebase(paged_kv_view<float>, std::int64_t, const rope_table&) const { return true; }
+    bool rebase(paged_kv_view<float>, std::int64_t, std::int64_t, const rope_table&) const { return true; }
 };
 static_assert(positional_encoding<decoupled_rope>);
 

@@ -58,6 +58,7 @@ concept device_tier_like =
         { t.view(s) } -> std::same_as<paged_kv_view<float>>;
         t.commit(s, toks);      // the next toks.size() tokens' KV has been written via view()
         t.truncate_front(s, n);  // drop the oldest n tokens (whole blocks + offset)
+        t.erase_tokens(s, n, n);  // drop tokens [first, first + n): attention sinks keep a prefix
         t.shrink_to_fit(s);      // release reserved blocks beyond the stored tokens
     };
 

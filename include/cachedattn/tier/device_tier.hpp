@@ -142,6 +142,24 @@ public:
             r.meta.first_offset = 0;
         }
     }
+    /// Removes tokens [first, first + n) (clamped to what is stored): whole blocks and an
+    /// offset when first == 0, else the later tokens' KV moves down over the gap. Keys after
+    /// the gap keep their old rotation; `rope_base` is set non-zero to mark that until a
+    /// positional-encoding policy re-bases them.
+    void erase_tokens(session_id s, std::size_t first, std::size_t n) {
+        resident& r = get(s);
+        const std::size_t size = r.meta.tokens.size();
+        require(first <= size, "erase_tokens beyond the stored tokens");
+        n = std::min(n, size - first);
+        if (n == 0) return;
+        if (first == 0) return truncate_front(s, n);
+        if (g_.type == dtype::f32) move_down<float>(s, first, n, size);
+        else move_down<std::uint16_t>(s, first, n, size);
+        r.meta.tokens.erase(r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(first),
+                            r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(first + n));
+        r.meta.rope_base += static_cast<std::int64_t>(n);
+        shrink_to_fit(s);
+    }
     void shrink_to_fit(session_id s) {
         resident& r = get(s);
         const std::size_t keep = r.meta.blocks(g_);
@@ -189,6 +207,28 @@ private:
     }
     void release(const std::vector<std::int32_t>& blocks) {
         free_.insert(free_.end(), blocks.rbegin(), blocks.rend());
+    }
+    template <class T>
+    void move_down(session_id s, std::size_t first, std::size_t n, std::size_t size) {
+        const paged_kv_view<float> fv = view(s);
+        paged_kv_view<T> v;
+        v.pool = fv.pool;
+        v.table = fv.table;
+        v.table_size = fv.table_size;
+        v.block_bytes = fv.block_bytes;
+        v.layers = fv.layers;
+        v.kv_heads = fv.kv_heads;
+        v.head_dim = fv.head_dim;
+        v.block_tokens = fv.block_tokens;
+        v.first_offset = fv.first_offset;
+        v.tokens = fv.tokens;
+        const std::size_t bytes = static_cast<std::size_t>(g_.head_dim) * sizeof(T);
+        for (std::size_t t = first; t + n < size; ++t)
+            for (int l = 0; l < g_.layers; ++l)
+                for (int kv = 0; kv < 2; ++kv)
+                    for (int h = 0; h < g_.kv_heads; ++h)
+                        std::memcpy(v.at(l, kv, h, static_cast<std::int64_t>(t)),
+                                    v.at(l, kv, h, static_cast<std::int64_t>(t + n)), bytes);
     }
     kv_entry copy_out(const resident& r) const {
         kv_entry e;

@@ -4,9 +4,9 @@
 /// context window.
 ///
 /// Contract. When `history + needed > window` (needed = the turn's new tokens plus its maximum
-/// output), the engine asks `decide(history, needed, window)` and drops the oldest
-/// `drop_tokens` tokens of the history, where `history + needed - window <= drop_tokens <=
-/// history`. With `reuse_cache` the stored KV of the kept tokens is reused if the positional
+/// output), the engine asks `decide(history, needed, window)` and drops `drop_tokens` tokens of
+/// the history starting after its first `keep_front` tokens (0: the oldest go), where
+/// `history + needed - window <= drop_tokens <= history - keep_front`. With `reuse_cache` the stored KV of the kept tokens is reused if the positional
 /// encoding policy can re-base it; otherwise the kept history is recomputed. `decide` is only
 /// called on overflow and only with `needed <= window` (the engine rejects longer turns).
 #include <concepts>
@@ -19,8 +19,9 @@
 namespace cachedattn::truncation {
 
 struct decision {
-    std::int64_t drop_tokens = 0;  ///< oldest history tokens to drop
+    std::int64_t drop_tokens = 0;  ///< history tokens to drop
     bool reuse_cache = true;       ///< keep the stored KV of the kept tokens
+    std::int64_t keep_front = 0;   ///< tokens kept before the dropped range (attention sinks)
 };
 
 template <class P>
