@@ -2,7 +2,7 @@
 // insert of a newcomer) at 10^3 .. 10^6 resident sessions, for every eviction policy; and of
 // one scheduler-aware prefetch plan. A 64-job queue over resident sessions is visible to every
 // policy (only the queue-aware ones read it).
-//   ./build/default/bench/policy_decision_bench --benchmark_counters_tabular=true
+//   ./build/bench/bench/policy_decision_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
 #include <cachedattn/cachedattn.hpp>

@@ -1,6 +1,6 @@
 // Decode tokens/s of the CPU reference: vectorised loops on all cores vs one core, and vs a
 // plain scalar loop on one core (the baseline the issue asks us to compare with).
-//   ./build/default/bench/model_decode_bench --benchmark_counters_tabular=true
+//   ./build/bench/bench/model_decode_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
 #include <cachedattn/cachedattn.hpp>

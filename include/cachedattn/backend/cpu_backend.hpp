@@ -44,6 +44,12 @@ public:
                  std::span<float> logits) {
         model_.forward(kv, tokens, keys_pre_rope, logits);
     }
+    /// The same with a hook run before each layer touches the KV (layer-wise pre-loading).
+    template <class BeforeLayer>
+    void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
+                 std::span<float> logits, BeforeLayer&& before_layer) {
+        model_.forward(kv, tokens, keys_pre_rope, logits, std::forward<BeforeLayer>(before_layer));
+    }
 
 private:
     model::transformer<Ops> model_;

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <deque>
 #include <iterator>
+#include <optional>
+#include <thread>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -20,6 +22,7 @@
 #include "cachedattn/backend/concept.hpp"
 #include "cachedattn/core/error.hpp"
 #include "cachedattn/core/queue_view.hpp"
+#include "cachedattn/engine/layer_pipeline.hpp"
 #include "cachedattn/engine/turn.hpp"
 #include "cachedattn/io/kv_file_format.hpp"
 #include "cachedattn/truncation/concept.hpp"
@@ -48,6 +51,10 @@ struct engine_config {
     bool record_logits = false;
     /// Jobs taken from the queue per scheduling iteration.
     std::size_t batch_size = 1;
+    /// Layer-wise pre-loading of a hit from DRAM or below: < 0 loads the whole session before
+    /// the prefill; k >= 0 copies layer by layer on an I/O thread while the prefill runs, at
+    /// most 1 + k layers ahead of compute (k = the read buffer in layers, paper §3.2).
+    int preload_buffer_layers = 1;
 };
 
 template <class Hierarchy, backend::model_backend Backend>
@@ -157,12 +164,25 @@ private:
 
         // 2. Find the stored KV and bring it to the device tier.
         bool have = false;
+        std::optional<kv_entry> staged;  // KV to copy in layer by layer during the prefill
         if (const auto where = h_.locate(session)) {
-            auto p = h_.promote_to_device(session, pinned, queue);
-            m.bytes_loaded = p.bytes;
-            m.damaged = p.damaged;
-            have = !p.damaged;
-            if (have) m.hit_tier = *where;
+            if (cfg_.preload_buffer_layers >= 0 && *where > 0 && !m.truncated) {
+                if (usable(h_.meta(session), hist)) {
+                    staged = h_.promote_staged(session, pinned, queue);
+                    m.damaged = !staged;
+                    have = staged.has_value();
+                    if (have) {
+                        m.hit_tier = *where;
+                        m.bytes_loaded = staged->data.size();
+                    }
+                }  // else: the check below drops it without loading it
+            } else {
+                auto p = h_.promote_to_device(session, pinned, queue);
+                m.bytes_loaded = p.bytes;
+                m.damaged = p.damaged;
+                have = !p.damaged;
+                if (have) m.hit_tier = *where;
+            }
         }
         auto& dev = h_.device();
         if (have && !usable(dev.meta(session), hist)) {
@@ -203,7 +223,7 @@ private:
         m.load_s = seconds(t_loaded - t0);
 
         try {
-            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded, queue, pinned);
+            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded, queue, pinned, staged);
         } catch (...) {
             h_.drop(session);  // the device entry may hold KV the history does not
             throw;
@@ -238,7 +258,8 @@ private:
     /// Steps 4-5 of a turn: reserve, prefill what is not cached plus the input, decode.
     void compute(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
                  std::span<const token_id> input, int max_new_tokens, turn_result& out, clock::time_point t0,
-                 clock::time_point t_loaded, const queue_view& queue, std::span<const session_id> pinned) {
+                 clock::time_point t_loaded, const queue_view& queue, std::span<const session_id> pinned,
+                 std::optional<kv_entry>& staged) {
         turn_metrics& m = out.metrics;
         auto& dev = h_.device();
         hist.insert(hist.end(), input.begin(), input.end());
@@ -251,6 +272,7 @@ private:
             // Truncation left an offset in the first block and that one extra block does not
             // fit: recompute from offset 0 instead of failing a turn that fits.
             h_.create_on_device(session);
+            staged.reset();
             kv_len = 0;
             m.hit_tier.reset();
             m.invalidated = true;
@@ -260,7 +282,42 @@ private:
         m.new_tokens = static_cast<std::int64_t>(input.size());
         m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
         h_.reserve_on_device(session, room, pinned, queue);
-        b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
+        bool prefilled = false;
+        if constexpr (requires(Backend& b, std::span<float> l) {
+                          b.forward(paged_kv_view<float>{}, std::span<const token_id>{}, true, l, [](int) {});
+                      }) {
+            if (staged) {
+                // Layer-wise pre-loading: an I/O thread copies the history layer by layer while
+                // the prefill runs; layer l waits until its history is resident.
+                layer_pipeline pipe(h_.geometry().layers, cfg_.preload_buffer_layers);
+                double load_s = 0;
+                {
+                    std::jthread loader([&, blocks = dev.block_ids(session)] {
+                        const auto start = clock::now();
+                        for (int l = 0; l < pipe.layers(); ++l) {
+                            if (!pipe.wait_for_slot(l)) return;
+                            dev.copy_layer(blocks, *staged, l);
+                            pipe.loaded(l);
+                        }
+                        load_s = seconds(clock::now() - start);
+                    });
+                    struct abort_on_exit {
+                        layer_pipeline& p;
+                        ~abort_on_exit() { p.abort(); }  // frees the loader if the prefill threw
+                    } guard{pipe};
+                    b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_,
+                               [&](int l) { pipe.begin_layer(l); });
+                }  // joins the loader
+                m.load_s += load_s;
+                staged.reset();
+                prefilled = true;
+            }
+        } else if (staged) {  // a backend without a per-layer hook: load everything first
+            const auto blocks = dev.block_ids(session);
+            for (int l = 0; l < h_.geometry().layers; ++l) dev.copy_layer(blocks, *staged, l);
+            staged.reset();
+        }
+        if (!prefilled) b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
         dev.commit(session, todo);
         token_id next = argmax();
         const auto t_first = clock::now();

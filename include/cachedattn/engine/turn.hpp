@@ -22,7 +22,8 @@ struct turn_metrics {
     std::size_t bytes_loaded = 0;    ///< bytes copied into the device tier for this turn
     std::size_t bytes_demoted = 0;   ///< bytes of other sessions moved down a tier to make room
     std::size_t sessions_dropped = 0;  ///< sessions dropped from the hierarchy to make room
-    double load_s = 0;     ///< finding and loading the stored KV
+    double load_s = 0;     ///< finding and loading the stored KV (under layer-wise pre-loading it
+                           ///< includes the layer copies, which overlap the prefill)
     double prefill_s = 0;  ///< computing history-to-recompute + new tokens
     double ttft_s = 0;     ///< turn start to first generated token
     double decode_s = 0;   ///< the remaining generated tokens

@@ -242,6 +242,30 @@ public:
         return r;
     }
 
+    /// Like promote_to_device, but only allocates the session's blocks in the device tier and
+    /// hands back the KV (in memory, staged) for the caller to copy layer by layer with
+    /// `device().copy_layer` (layer-wise pre-loading). nullopt when the copy was damaged.
+    std::optional<kv_entry> promote_staged(session_id s, std::span<const session_id> pinned,
+                                           const queue_view& queue = {}) {
+        const std::size_t need = device().charge(meta(s));
+        if (need > device().capacity_bytes())
+            throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
+                               " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
+                               std::to_string(need) + " bytes)");
+        std::vector<session_id> keep(pinned.begin(), pinned.end());
+        keep.push_back(s);
+        if (!make_room(0, need, keep, queue))
+            throw config_error("kv_hierarchy: cannot make room for session " + std::to_string(s.value) +
+                               " in the device tier: every resident session is pinned");
+        auto e = take_from(s, *locate(s));
+        if (!e) return std::nullopt;
+        device().put_staged(e->meta);
+        traits::on_insert(evict_[0], s, now_);
+        dir_[s] = 0;
+        stats_.bytes_in[0] += e->data.size();
+        return e;
+    }
+
     /// Starts an empty device-resident entry for `s` (a miss about to be computed).
     void create_on_device(session_id s) {
         if (locate(s)) drop(s);

@@ -27,6 +27,11 @@
 
 namespace cachedattn::model {
 
+/// No per-layer hook.
+struct no_layer_hook {
+    void operator()(int) const noexcept {}
+};
+
 struct exec_config {
     int threads = 0;  ///< 0: all hardware threads
 };
@@ -57,8 +62,12 @@ public:
     /// Runs `tokens` after the `kv.tokens` tokens already in `kv`, writes their K/V into `kv`
     /// (pre: `kv.capacity() >= kv.tokens + tokens.size()`) and stores the last token's logits in
     /// `logits` (size vocab). The caller commits the new tokens to its KV store afterwards.
+    ///
+    /// `before_layer(l)` runs before layer l first touches the KV store (after its Q/K/V
+    /// projections): layer-wise pre-loading waits there until layer l's history is resident.
+    template <class BeforeLayer = no_layer_hook>
     void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
-                 std::span<float> logits) const {
+                 std::span<float> logits, BeforeLayer&& before_layer = {}) const {
         const std::int64_t n = static_cast<std::int64_t>(tokens.size());
         if (n == 0) throw input_error("transformer::forward: no tokens");
         for (token_id t : tokens)
@@ -94,6 +103,7 @@ public:
             matmul(xn.data(), N, D, lw.wq.data(), Q, q.data());
             matmul(xn.data(), N, D, lw.wk.data(), KV, k.data());
             matmul(xn.data(), N, D, lw.wv.data(), KV, v.data());
+            before_layer(l);
             for (std::size_t i = 0; i < N; ++i) {
                 const std::int64_t pos = base + static_cast<std::int64_t>(i);
                 for (int h = 0; h < cfg_.heads; ++h) rope_.rotate(&q[i * Q + h * hd], pos);

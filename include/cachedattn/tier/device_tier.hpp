@@ -83,6 +83,32 @@ public:
         res_.erase(it);
     }
 
+    // ---- staged (layer-wise) loading
+    /// Allocates blocks for an entry with this meta without copying any KV; the caller fills
+    /// them layer by layer with copy_layer. Pre: as put.
+    void put_staged(kv_meta meta) {
+        const std::size_t blocks = meta.blocks(g_);
+        require(!contains(meta.session), "put of a session already resident");
+        require(blocks <= free_.size(), "put over capacity (the hierarchy must make room first)");
+        resident r;
+        r.table = allocate(blocks);
+        r.meta = std::move(meta);
+        const session_id s = r.meta.session;
+        res_.emplace(s, std::move(r));
+    }
+    /// The session's block ids now (a copy: later reserves may grow the table).
+    std::vector<std::int32_t> block_ids(session_id s) const { return get(s).table; }
+    /// Copies layer `layer` (K and V, one contiguous run per block) of `src` into `blocks`.
+    /// Touches only those bytes, so it may run on another thread while the model computes
+    /// other layers. Pre: blocks.size() >= src.meta.blocks(g).
+    void copy_layer(const std::vector<std::int32_t>& blocks, const kv_entry& src, int layer) const {
+        const std::size_t run = 2 * g_.block_half_layer_elems() * size_of(g_.type);
+        const std::size_t off = static_cast<std::size_t>(layer) * run;
+        const std::size_t n = src.meta.blocks(g_);
+        for (std::size_t b = 0; b < n; ++b)
+            std::memcpy(block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run);
+    }
+
     // ---- device_tier_like
     void create(session_id s) {
         require(!contains(s), "create of a session already resident");
