@@ -18,6 +18,13 @@
 namespace test {
 namespace ca = cachedattn;
 
+/// True under the sanitizer presets (CACHEDATTN_TEST_QUICK=1): the property tests run fewer
+/// conversations there, since the full count runs in the default preset.
+inline bool quick() {
+    const char* v = std::getenv("CACHEDATTN_TEST_QUICK");
+    return v != nullptr && v[0] == '1';
+}
+
 /// A fresh directory under $CACHEDATTN_TEST_TMP (or /tmp), removed at scope exit.
 class temp_dir {
 public:

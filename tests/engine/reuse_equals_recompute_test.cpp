@@ -64,7 +64,7 @@ void check_stack(std::uint64_t seed) {
     // Eight sessions live at a time, so every tier serves hits.
     H h(test::capacities<H>(160 * per_token, 160 * per_token, 4000 * per_token, dir.path()), b.geometry(),
         b.weights_id());
-    const auto hits = run_property(h, b, 50, 8, seed);
+    const auto hits = run_property(h, b, test::quick() ? 16 : 50, 8, seed);
     MESSAGE("hits device/host/file, misses: " << hits[0] << " " << hits[1] << " " << hits[2] << " " << hits[3]);
     CHECK(hits[0] > 0);
     CHECK(hits[1] > 0);
