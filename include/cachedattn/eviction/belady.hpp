@@ -5,7 +5,7 @@
 /// hold the whole remaining trace in its queue (the sim backend's oracle mode), and the queue
 /// view then is the future. The upper bound every online policy is compared with.
 #include "cachedattn/eviction/concept.hpp"
-#include "cachedattn/eviction/detail/recency_list.hpp"
+#include "cachedattn/eviction/detail/timed_recency.hpp"
 
 namespace cachedattn::eviction {
 
@@ -31,13 +31,8 @@ public:
             return false;
         });
         if (out) return out;
-        // Every tracked session is queued: walk the queue from its far end to the farthest
-        // first use of a tracked session.
-        for (std::size_t p = ctx.queue.size(); p-- > 0;) {
-            const session_id s = ctx.queue.at(p);
-            if (ctx.queue.distance(s) == p && list_.contains(s) && !ctx.is_excluded(s)) return s;
-        }
-        return std::nullopt;
+        // Every tracked session is queued: the farthest first use.
+        return detail::latest_queued(ctx, ctx.queue.size(), list_);
     }
     std::size_t size() const noexcept { return list_.size(); }
 

@@ -7,11 +7,10 @@
 /// When only in-window sessions are left, the one needed *latest* goes: from DRAM that means it
 /// moves to SSD first; from the last tier it is dropped. An optional time-to-live retires
 /// sessions unused for `ttl_s` seconds (1 hour in the paper's capacity study).
-#include <unordered_map>
 #include <vector>
 
 #include "cachedattn/eviction/concept.hpp"
-#include "cachedattn/eviction/detail/recency_list.hpp"
+#include "cachedattn/eviction/detail/timed_recency.hpp"
 
 namespace cachedattn::eviction {
 
@@ -27,19 +26,10 @@ public:
     explicit scheduler_aware(const config& c) : cfg_(c) {}
 
     void on_insert(session_id s) { on_insert(s, 0.0); }
-    void on_insert(session_id s, double now) {
-        list_.push_back(s);
-        last_[s] = now;
-    }
+    void on_insert(session_id s, double now) { sessions_.insert(s, now); }
     void on_access(session_id s) { on_access(s, 0.0); }
-    void on_access(session_id s, double now) {
-        list_.move_to_back(s);
-        last_[s] = now;
-    }
-    void on_erase(session_id s) {
-        list_.erase(s);
-        last_.erase(s);
-    }
+    void on_access(session_id s, double now) { sessions_.touch(s, now); }
+    void on_erase(session_id s) { sessions_.erase(s); }
 
     /// The eviction window in jobs for the hierarchy's current state.
     std::size_t window(const context& ctx) const {
@@ -53,21 +43,16 @@ public:
         const std::size_t w = window(ctx);
         std::optional<session_id> out;
         // Outside the window, least recently used first. Skips at most the in-window sessions.
-        list_.visit([&](session_id s) {
+        sessions_.order().visit([&](session_id s) {
             if (ctx.is_excluded(s) || ctx.queue.within(s, w)) return true;
             out = s;
             return false;
         });
         if (out) return out;
         // Only in-window sessions left: the one whose next job is latest.
-        const std::size_t end = w < ctx.queue.size() ? w : ctx.queue.size();
-        for (std::size_t p = end; p-- > 0;) {
-            const session_id s = ctx.queue.at(p);
-            if (ctx.queue.distance(s) == p && list_.contains(s) && !ctx.is_excluded(s)) return s;
-        }
-        return std::nullopt;
+        return detail::latest_queued(ctx, w, sessions_.order());
     }
-    std::size_t size() const noexcept { return list_.size(); }
+    std::size_t size() const noexcept { return sessions_.size(); }
 
     /// Drop the session coming down rather than `victim` when the victim's job comes first.
     bool admit(session_id incoming, session_id victim, const context& ctx) const {
@@ -76,21 +61,11 @@ public:
     }
 
     /// Sessions unused for ttl_s (none without a TTL), oldest first.
-    std::vector<session_id> expired(double now) const {
-        std::vector<session_id> out;
-        if (cfg_.ttl_s <= 0) return out;
-        list_.visit([&](session_id s) {
-            if (now - last_.at(s) < cfg_.ttl_s) return false;
-            out.push_back(s);
-            return true;
-        });
-        return out;
-    }
+    std::vector<session_id> expired(double now) const { return sessions_.idle_for(cfg_.ttl_s, now); }
 
 private:
     config cfg_{};
-    detail::recency_list list_;  // last-use order, oldest first
-    std::unordered_map<session_id, double> last_;
+    detail::timed_recency sessions_;
 };
 static_assert(eviction_policy<scheduler_aware>);
 

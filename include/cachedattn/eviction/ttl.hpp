@@ -6,11 +6,10 @@
 /// the last tier), with or without memory pressure. Under pressure the victim is the session
 /// whose TTL runs out first, i.e. the least recently used: with one TTL for all sessions the
 /// two orders coincide.
-#include <unordered_map>
 #include <vector>
 
 #include "cachedattn/eviction/concept.hpp"
-#include "cachedattn/eviction/detail/recency_list.hpp"
+#include "cachedattn/eviction/detail/timed_recency.hpp"
 
 namespace cachedattn::eviction {
 
@@ -26,37 +25,19 @@ public:
     explicit ttl(const config& c) : cfg_(c) {}
 
     void on_insert(session_id s) { on_insert(s, 0.0); }
-    void on_insert(session_id s, double now) {
-        list_.push_back(s);
-        last_[s] = now;
-    }
+    void on_insert(session_id s, double now) { sessions_.insert(s, now); }
     void on_access(session_id s) { on_access(s, 0.0); }
-    void on_access(session_id s, double now) {
-        list_.move_to_back(s);
-        last_[s] = now;
-    }
-    void on_erase(session_id s) {
-        list_.erase(s);
-        last_.erase(s);
-    }
-    std::optional<session_id> victim(const context& ctx) const { return list_.first(ctx); }
-    std::size_t size() const noexcept { return list_.size(); }
+    void on_access(session_id s, double now) { sessions_.touch(s, now); }
+    void on_erase(session_id s) { sessions_.erase(s); }
+    std::optional<session_id> victim(const context& ctx) const { return sessions_.order().first(ctx); }
+    std::size_t size() const noexcept { return sessions_.size(); }
 
     /// Sessions unused for at least ttl_s at `now`, oldest first.
-    std::vector<session_id> expired(double now) const {
-        std::vector<session_id> out;
-        list_.visit([&](session_id s) {
-            if (now - last_.at(s) < cfg_.ttl_s) return false;  // last-use order: the rest are newer
-            out.push_back(s);
-            return true;
-        });
-        return out;
-    }
+    std::vector<session_id> expired(double now) const { return sessions_.idle_for(cfg_.ttl_s, now); }
 
 private:
     config cfg_{};
-    detail::recency_list list_;  // last-use order, oldest first
-    std::unordered_map<session_id, double> last_;
+    detail::timed_recency sessions_;
 };
 static_assert(eviction_policy<ttl>);
 

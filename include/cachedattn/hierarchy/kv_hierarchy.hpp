@@ -220,19 +220,8 @@ public:
             traits::on_access(evict_[0], s, now_);
             return r;
         }
-        const std::size_t need = device().charge(meta(s));
-        if (need > device().capacity_bytes())
-            throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
-                               " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
-                               std::to_string(need) + " bytes)");
-        // Make room before taking the entry out, so a failure leaves it where it was.
-        std::vector<session_id> keep(pinned.begin(), pinned.end());
-        keep.push_back(s);
-        if (!make_room(0, need, keep, queue))
-            throw config_error("kv_hierarchy: cannot make room for session " + std::to_string(s.value) +
-                               " in the device tier: every resident session is pinned");
-        const std::size_t from = *locate(s);  // making room never moves a pinned session
-        auto e = take_from(s, from);
+        room_on_device_for(s, pinned, queue);
+        auto e = take_from(s, *locate(s));  // making room never moves a pinned session
         if (!e) {
             r.damaged = true;
             return r;
@@ -247,16 +236,7 @@ public:
     /// `device().copy_layer` (layer-wise pre-loading). nullopt when the copy was damaged.
     std::optional<kv_entry> promote_staged(session_id s, std::span<const session_id> pinned,
                                            const queue_view& queue = {}) {
-        const std::size_t need = device().charge(meta(s));
-        if (need > device().capacity_bytes())
-            throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
-                               " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
-                               std::to_string(need) + " bytes)");
-        std::vector<session_id> keep(pinned.begin(), pinned.end());
-        keep.push_back(s);
-        if (!make_room(0, need, keep, queue))
-            throw config_error("kv_hierarchy: cannot make room for session " + std::to_string(s.value) +
-                               " in the device tier: every resident session is pinned");
+        room_on_device_for(s, pinned, queue);
         auto e = take_from(s, *locate(s));
         if (!e) return std::nullopt;
         device().put_staged(e->meta);
@@ -391,6 +371,21 @@ private:
           prefetch_(c.prefetch),
           truncate_(c.truncation),
           posenc_(c.posenc) {}
+
+    /// Frees room in the device tier for stored session `s` (before it is taken out of its tier,
+    /// so a failure leaves it where it was). Throws config_error when impossible.
+    void room_on_device_for(session_id s, std::span<const session_id> pinned, const queue_view& queue) {
+        const std::size_t need = device().charge(meta(s));
+        if (need > device().capacity_bytes())
+            throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
+                               " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
+                               std::to_string(need) + " bytes)");
+        std::vector<session_id> keep(pinned.begin(), pinned.end());
+        keep.push_back(s);
+        if (!make_room(0, need, keep, queue))
+            throw config_error("kv_hierarchy: cannot make room for session " + std::to_string(s.value) +
+                               " in the device tier: every resident session is pinned");
+    }
 
     template <std::size_t>
     static Evict make_evict(const typename Evict::config& c) { return Evict(c); }
