@@ -8,12 +8,16 @@
 /// encoding policy decide whether the kept KV is still valid; prefill what is not cached plus
 /// the new tokens; decode greedily; keep the new KV in the device tier, from where eviction
 /// moves it down as other sessions need room.
+///
+/// Copies overlap compute on two I/O streams (Boost.Asio threads on CPU): a load stream for
+/// layer-wise pre-loading (including the next queued job's first layers while the current
+/// job runs) and a save stream for asynchronous saving (the `Save` policy).
 #include <algorithm>
 #include <chrono>
 #include <deque>
 #include <iterator>
+#include <memory>
 #include <optional>
-#include <thread>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -24,7 +28,10 @@
 #include "cachedattn/core/queue_view.hpp"
 #include "cachedattn/engine/layer_pipeline.hpp"
 #include "cachedattn/engine/turn.hpp"
+#include "cachedattn/io/copy_stream.hpp"
 #include "cachedattn/io/kv_file_format.hpp"
+#include "cachedattn/saving/async_save.hpp"
+#include "cachedattn/saving/concept.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn {
@@ -52,16 +59,20 @@ struct engine_config {
     /// Jobs taken from the queue per scheduling iteration.
     std::size_t batch_size = 1;
     /// Layer-wise pre-loading of a hit from DRAM or below: < 0 loads the whole session before
-    /// the prefill; k >= 0 copies layer by layer on an I/O thread while the prefill runs, at
+    /// the prefill; k >= 0 copies layer by layer on the load stream while the prefill runs, at
     /// most 1 + k layers ahead of compute (k = the read buffer in layers, paper §3.2).
     int preload_buffer_layers = 1;
+    /// With pre-loading on, also start loading the next queued job's KV (its first 1 + k
+    /// layers) while the current job runs, so that its first layers do not wait either.
+    bool preload_next_job = true;
 };
 
-template <class Hierarchy, backend::model_backend Backend>
+template <class Hierarchy, backend::model_backend Backend, saving::saving_policy Save = saving::async_save>
 class engine {
 public:
     using clock = std::chrono::steady_clock;
     using hierarchy_type = Hierarchy;
+    using save_policy = Save;
     using posenc = typename Hierarchy::posenc_type;
 
     engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c), start_(clock::now()) {
@@ -72,6 +83,18 @@ public:
             throw config_error("engine: the hierarchy was built for other weights than the backend's "
                                "(construct it with backend.geometry() and backend.weights_id())");
         logits_.resize(static_cast<std::size_t>(b_.vocab()));
+    }
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+    /// Lets queued pre-loads finish and drains the save stream: no copy outlives the engine.
+    ~engine() { synchronize(); }
+
+    /// Waits until every copy queued so far has run (pre-loads for jobs not run yet are let run
+    /// to the end). Saved copies are complete afterwards.
+    void synchronize() {
+        for (auto& [s, p] : pending_) p.pipe->release();
+        load_stream_.synchronize();
+        save_stream_.synchronize();
     }
 
     /// Runs one turn of `session`: `input` new tokens, then up to `max_new_tokens` greedy tokens.
@@ -117,8 +140,9 @@ public:
             later.clear();
             for (std::size_t j = i + 1; j < batch.size(); ++j) later.push_back(batch[j].work.session);
             auto& w = batch[i].work;
+            const job* next = i + 1 < batch.size() ? &batch[i + 1].work : jobs_.empty() ? nullptr : &jobs_.front().work;
             h_.set_time(now());
-            out.push_back({batch[i].id, w.session, run_job(w.session, w.input, w.max_new_tokens, view, later)});
+            out.push_back({batch[i].id, w.session, run_job(w.session, w.input, w.max_new_tokens, view, later, next)});
         }
         return out;
     }
@@ -135,8 +159,17 @@ public:
     double now() const { return seconds(clock::now() - start_); }
 
 private:
+    /// A layer-wise load in flight: the loader copies `src` into the session's device blocks on
+    /// the load stream; `pipe` orders it against compute.
+    struct layer_load {
+        std::shared_ptr<layer_pipeline> pipe;
+        std::shared_ptr<kv_entry> src;
+        std::shared_ptr<double> seconds;  ///< load duration, written before the last layer is marked
+        std::size_t from_tier = 0;
+    };
+
     turn_result run_job(session_id session, std::span<const token_id> input, int max_new_tokens,
-                        const queue_view& queue, std::span<const session_id> pinned) {
+                        const queue_view& queue, std::span<const session_id> pinned, const job* next = nullptr) {
         const auto t0 = clock::now();
         validate(input, max_new_tokens);
 
@@ -148,32 +181,56 @@ private:
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
         const auto stats_before = h_.stats();
 
+        // 0. A load started while the previous job ran (still in the device tier: nothing moved it).
+        std::optional<layer_load> load;
+        if (auto it = pending_.find(session); it != pending_.end()) {
+            if (h_.locate(session) == std::optional<std::size_t>(0)) load = std::move(it->second);
+            pending_.erase(it);
+        }
+        if (!load) {
+            // This session's saves from its previous turn may still be draining.
+            const auto w0 = clock::now();
+            h_.copies().settle(session);
+            m.save_s += seconds(clock::now() - w0);
+        }
+
         // 1. Overflow: decide the truncation first; a cache it will discard is not loaded.
         truncation::decision cut{};
         if (static_cast<std::int64_t>(hist.size()) + needed > window) {
             cut = h_.truncation().decide(static_cast<std::int64_t>(hist.size()), needed, window);
             m.truncated = true;
+            if (load) {  // not expected (checked before pre-loading), but never compute over a half load
+                h_.copies().settle(session);
+                m.hit_tier = load->from_tier;
+                load.reset();
+            }
             // Not worth loading: the policy discards it, or truncation drops all of it.
             if (h_.locate(session) &&
                 (!cut.reuse_cache || (cut.keep_front == 0 && h_.meta(session).tokens.size() <=
                                                                 static_cast<std::size_t>(cut.drop_tokens)))) {
                 h_.drop(session);
                 m.invalidated = true;
+                m.hit_tier.reset();
             }
         }
 
         // 2. Find the stored KV and bring it to the device tier.
         bool have = false;
-        std::optional<kv_entry> staged;  // KV to copy in layer by layer during the prefill
-        if (const auto where = h_.locate(session)) {
+        if (load) {
+            have = true;
+            m.hit_tier = load->from_tier;
+            m.bytes_loaded = load->src->data.size();
+            m.preloaded_ahead = true;
+        } else if (const auto where = h_.locate(session)) {
             if (cfg_.preload_buffer_layers >= 0 && *where > 0 && !m.truncated) {
                 if (usable(h_.meta(session), hist)) {
-                    staged = h_.promote_staged(session, pinned, queue);
-                    m.damaged = !staged;
-                    have = staged.has_value();
-                    if (have) {
+                    if (auto staged = h_.promote_staged(session, pinned, queue)) {
+                        load = layer_load{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
+                        have = true;
                         m.hit_tier = *where;
-                        m.bytes_loaded = staged->data.size();
+                        m.bytes_loaded = load->src->data.size();
+                    } else {
+                        m.damaged = true;
                     }
                 }  // else: the check below drops it without loading it
             } else {
@@ -186,6 +243,8 @@ private:
         }
         auto& dev = h_.device();
         if (have && !usable(dev.meta(session), hist)) {
+            if (load) abort_load(session, *load);
+            load.reset();
             h_.drop(session);
             have = false;
             m.hit_tier.reset();
@@ -198,6 +257,8 @@ private:
             const auto k = static_cast<std::size_t>(cut.keep_front);
             hist.erase(hist.begin() + static_cast<std::ptrdiff_t>(k), hist.begin() + static_cast<std::ptrdiff_t>(k + d));
             if (have) {
+                // The device KV is rewritten below: any saved copy no longer matches it.
+                h_.copies().discard(session);
                 const std::size_t cached = dev.meta(session).tokens.size();
                 if (k == 0 && cached <= d) {
                     h_.drop(session);
@@ -220,12 +281,13 @@ private:
         if (!have) h_.create_on_device(session);
         const std::size_t kv_len = dev.meta(session).tokens.size();
         const auto t_loaded = clock::now();
-        m.load_s = seconds(t_loaded - t0);
+        m.load_s = seconds(t_loaded - t0) - m.save_s;
 
         try {
-            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded, queue, pinned, staged);
+            compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded, queue, pinned, load, next);
         } catch (...) {
-            h_.drop(session);  // the device entry may hold KV the history does not
+            if (load && load->pipe) load->pipe->abort();
+            h_.drop(session);  // the device entry may hold KV the history does not (waits for copies)
             throw;
         }
         history_[session] = std::move(hist);
@@ -247,6 +309,7 @@ public:
     }
     /// Forgets a finished conversation and its stored KV.
     void end_session(session_id s) {
+        if (auto it = pending_.find(s); it != pending_.end()) pending_.erase(it);  // drop() settles it
         h_.drop(s);
         history_.erase(s);
     }
@@ -255,11 +318,141 @@ public:
     const engine_config& config() const noexcept { return cfg_; }
 
 private:
+    /// Queues the layer-by-layer copy of `l.src` into `session`'s device blocks on the load
+    /// stream, ordered by a new pipeline with the configured read buffer.
+    void start_load(session_id session, layer_load& l) {
+        l.pipe = std::make_shared<layer_pipeline>(h_.geometry().layers, cfg_.preload_buffer_layers);
+        l.seconds = std::make_shared<double>(0);
+        h_.copies().started(session);
+        h_.copies().on_settle(session, [p = l.pipe] { p->release(); });
+        load_stream_.post([&dev = h_.device(), &copies = h_.copies(), session, pipe = l.pipe, src = l.src,
+                           secs = l.seconds, blocks = h_.device().block_ids(session)]() mutable {
+            const auto start = clock::now();
+            for (int layer = 0; layer < pipe->layers(); ++layer) {
+                if (!pipe->wait_for_slot(layer)) break;
+                dev.copy_layer(blocks, *src, layer);
+                if (layer + 1 == pipe->layers()) *secs = seconds(clock::now() - start);
+                pipe->loaded(layer);
+            }
+            pipe.reset();
+            src.reset();
+            secs.reset();
+            copies.finished(session);
+        });
+    }
+    /// Stops a load that will not be used and waits until it no longer touches the blocks.
+    void abort_load(session_id session, layer_load& l) {
+        if (l.pipe) l.pipe->abort();
+        h_.copies().settle(session);
+    }
+
+    /// Starts loading the next job's KV into the device tier while this job runs (paper §3.2:
+    /// loading for the next job begins before the previous one finishes). Only a clean,
+    /// reusable hit from a lower tier that fits without touching `keep` is pre-loaded.
+    void preload_next(const job* next, std::span<const session_id> keep, const queue_view& queue) {
+        if (!next || cfg_.preload_buffer_layers < 0 || !cfg_.preload_next_job) return;
+        const session_id s = next->session;
+        const auto where = h_.locate(s);
+        if (!where || *where == 0 || pending_.contains(s) ||
+            std::find(keep.begin(), keep.end(), s) != keep.end())
+            return;
+        const auto& hist = history(s);
+        if (static_cast<std::int64_t>(hist.size() + next->input.size()) + next->max_new_tokens > b_.context_window())
+            return;  // it will truncate: its turn decides what to load
+        if (!usable(h_.meta(s), hist)) return;
+        std::vector<session_id> pinned(keep.begin(), keep.end());
+        pinned.push_back(s);
+        const std::size_t need = h_.device().charge(h_.meta(s));
+        if (need > h_.device().capacity_bytes() || !h_.plan_room(0, need, pinned, queue)) return;
+        auto staged = h_.promote_staged(s, keep, queue);
+        if (!staged) return;  // damaged: its turn will see a miss
+        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
+        start_load(s, l);
+        pending_.emplace(s, std::move(l));
+    }
+
+    // ---------------------------------------------------------------- saving
+    /// What the turn's saving needs: the copy being written and what is already in it.
+    struct save_job {
+        std::shared_ptr<kv_entry> copy;
+        std::vector<std::int32_t> blocks;
+        std::size_t first_offset = 0;
+        std::size_t from = 0;  ///< first token the device must supply (older ones come from a host copy)
+        std::shared_ptr<kv_entry> base;  ///< host copy of tokens [0, from), if any
+        bool steal = false;              ///< base may be moved from (nobody else reads it)
+    };
+    static constexpr bool saving_on = Save::mode != saving::save_mode::write_back;
+
+    /// Sets up this turn's saved copy. Its older tokens come from a host copy when one holds
+    /// exactly the device's KV now (the entry just loaded, or the previous turn's saved copy),
+    /// else the device supplies all of them.
+    save_job begin_save(session_id session, std::size_t kv_len, const std::optional<layer_load>& load) {
+        auto& dev = h_.device();
+        save_job sj;
+        sj.blocks = dev.block_ids(session);
+        sj.first_offset = dev.meta(session).first_offset;
+        sj.copy = std::make_shared<kv_entry>();
+        sj.copy->meta.session = session;
+        sj.base = load ? load->src : h_.copies().release(session);
+        const kv_meta& now = dev.meta(session);
+        if (!(sj.base && sj.base->meta.tokens == now.tokens && sj.base->meta.first_offset == now.first_offset &&
+              sj.base->meta.rope_base == now.rope_base))
+            sj.base.reset();
+        sj.steal = sj.base && !load;  // the previous saved copy is ours; a loading entry is shared
+        sj.from = sj.base ? kv_len : 0;
+        h_.copies().keep(session, sj.copy);
+        return sj;
+    }
+    /// Fills the copy's older tokens from the host base (no device read) and sizes it.
+    void copy_base(session_id session, save_job& sj) {
+        const std::size_t bytes = sj.blocks.size() * h_.device().block_bytes();
+        run_save([copy = sj.copy, base = std::move(sj.base), bytes, steal = sj.steal]() mutable {
+            if (base) copy->data = steal ? std::move(base->data) : base->data;
+            copy->data.resize(bytes);
+            base.reset();
+            copy.reset();
+        }, session);
+    }
+    /// Saves tokens [first, last) of the given layers.
+    void save_tokens(session_id session, const save_job& sj, int layer_begin, int layer_end, std::size_t first,
+                     std::size_t last, turn_metrics& m) {
+        if (first >= last) return;
+        m.bytes_saved += (last - first) * h_.geometry().kv_bytes_per_token() *
+                         static_cast<std::size_t>(layer_end - layer_begin) / static_cast<std::size_t>(h_.geometry().layers);
+        run_save([&dev = h_.device(), copy = sj.copy, blocks = sj.blocks, off = sj.first_offset, layer_begin, layer_end,
+                  first, last]() mutable {
+            for (int l = layer_begin; l < layer_end; ++l) dev.save_tokens(blocks, *copy, l, off, first, last);
+            copy.reset();
+        }, session);
+    }
+    /// Marks the copy complete: from now on it equals the device entry (until the next turn).
+    void seal_save(session_id session, const save_job& sj) {
+        auto& dev = h_.device();
+        run_save([copy = sj.copy, meta = dev.meta(session), bytes = dev.stored_bytes(session)]() mutable {
+            copy->data.resize(bytes);
+            copy->meta = std::move(meta);
+            copy.reset();
+        }, session);
+    }
+    /// Runs a save step on the save stream (async_save) or right here (sync_save).
+    template <class F>
+    void run_save(F&& f, session_id session) {
+        if constexpr (Save::mode == saving::save_mode::layer_wise) {
+            h_.copies().started(session);
+            save_stream_.post([f = std::forward<F>(f), &copies = h_.copies(), session]() mutable {
+                f();
+                copies.finished(session);
+            });
+        } else {
+            f();
+        }
+    }
+
     /// Steps 4-5 of a turn: reserve, prefill what is not cached plus the input, decode.
     void compute(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
                  std::span<const token_id> input, int max_new_tokens, turn_result& out, clock::time_point t0,
                  clock::time_point t_loaded, const queue_view& queue, std::span<const session_id> pinned,
-                 std::optional<kv_entry>& staged) {
+                 std::optional<layer_load>& load, const job* next) {
         turn_metrics& m = out.metrics;
         auto& dev = h_.device();
         hist.insert(hist.end(), input.begin(), input.end());
@@ -271,8 +464,9 @@ private:
             g.blocks_for(room) <= dev.total_blocks()) {
             // Truncation left an offset in the first block and that one extra block does not
             // fit: recompute from offset 0 instead of failing a turn that fits.
+            if (load) abort_load(session, *load);
+            load.reset();
             h_.create_on_device(session);
-            staged.reset();
             kv_len = 0;
             m.hit_tier.reset();
             m.invalidated = true;
@@ -281,63 +475,91 @@ private:
         m.reused_tokens = static_cast<std::int64_t>(kv_len);
         m.new_tokens = static_cast<std::int64_t>(input.size());
         m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
-        h_.reserve_on_device(session, room, pinned, queue);
+        std::vector<session_id> keep(pinned.begin(), pinned.end());
+        keep.push_back(session);
+        if (load && !load->pipe) {
+            // Pin the entry being filled: making room must not move it before its copy starts.
+            h_.reserve_on_device(session, room, pinned, queue);
+            start_load(session, *load);
+        } else {
+            h_.reserve_on_device(session, room, pinned, queue);
+        }
+        const bool save = saving_on && cfg_.retain_across_turns;
+        std::optional<save_job> sj;
+        if constexpr (saving_on)
+            if (save) sj = begin_save(session, kv_len, load);
+        if constexpr (Save::mode == saving::save_mode::layer_wise)
+            if (sj) copy_base(session, *sj);
+        preload_next(next, keep, queue);
+
+        const std::size_t end = hist.size();  // tokens in the device entry after the prefill
+        const int layers = g.layers;
+        auto save_layer_done = [&](int l) {  // layer l's new KV exists (async: save it now)
+            if constexpr (Save::mode == saving::save_mode::layer_wise)
+                if (sj) save_tokens(session, *sj, l, l + 1, sj->from, end, m);
+        };
         bool prefilled = false;
         if constexpr (requires(Backend& b, std::span<float> l) {
                           b.forward(paged_kv_view<float>{}, std::span<const token_id>{}, true, l, [](int) {});
                       }) {
-            if (staged) {
-                // Layer-wise pre-loading: an I/O thread copies the history layer by layer while
-                // the prefill runs; layer l waits until its history is resident.
-                layer_pipeline pipe(h_.geometry().layers, cfg_.preload_buffer_layers);
-                double load_s = 0;
-                {
-                    std::jthread loader([&, blocks = dev.block_ids(session)] {
-                        const auto start = clock::now();
-                        for (int l = 0; l < pipe.layers(); ++l) {
-                            if (!pipe.wait_for_slot(l)) return;
-                            dev.copy_layer(blocks, *staged, l);
-                            pipe.loaded(l);
-                        }
-                        load_s = seconds(clock::now() - start);
-                    });
-                    struct abort_on_exit {
-                        layer_pipeline& p;
-                        ~abort_on_exit() { p.abort(); }  // frees the loader if the prefill threw
-                    } guard{pipe};
-                    b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_,
-                               [&](int l) { pipe.begin_layer(l); });
-                }  // joins the loader
-                m.load_s += load_s;
-                staged.reset();
+            if (load || Save::mode == saving::save_mode::layer_wise) {
+                struct abort_on_exit {
+                    layer_pipeline* p;
+                    ~abort_on_exit() {
+                        if (p) p->abort();  // frees the loader if the prefill threw
+                    }
+                } guard{load ? load->pipe.get() : nullptr};
+                b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_, [&](int l) {
+                    if (load) load->pipe->begin_layer(l);
+                    if (l > 0) save_layer_done(l - 1);
+                });
+                save_layer_done(layers - 1);
                 prefilled = true;
             }
-        } else if (staged) {  // a backend without a per-layer hook: load everything first
-            const auto blocks = dev.block_ids(session);
-            for (int l = 0; l < h_.geometry().layers; ++l) dev.copy_layer(blocks, *staged, l);
-            staged.reset();
+        } else if (load) {  // a backend without a per-layer hook: wait for the whole load first
+            load->pipe->begin_layer(layers - 1);
         }
-        if (!prefilled) b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
+        if (!prefilled) {
+            b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);
+            if constexpr (Save::mode == saving::save_mode::layer_wise)
+                if (sj) save_tokens(session, *sj, 0, layers, sj->from, end, m);
+        }
+        if (load) {
+            m.load_s += *load->seconds;  // the loader wrote it before marking the last layer
+            load.reset();
+        }
         dev.commit(session, todo);
-        token_id next = argmax();
+        token_id next_token = argmax();
         const auto t_first = clock::now();
         m.prefill_s = seconds(t_first - t_loaded);
         m.ttft_s = seconds(t_first - t0);
         if (cfg_.record_logits) out.first_logits = logits_;
 
-        out.generated.push_back(next);
+        out.generated.push_back(next_token);
         for (int step = 1; step < max_new_tokens; ++step) {
-            const token_id fed[1] = {next};
+            const token_id fed[1] = {next_token};
+            const std::size_t pos = dev.meta(session).tokens.size();
             b_.forward(dev.view(session), fed, posenc::keys_pre_rope, logits_);
             dev.commit(session, fed);
-            next = argmax();
-            out.generated.push_back(next);
+            if constexpr (Save::mode == saving::save_mode::layer_wise)
+                if (sj) save_tokens(session, *sj, 0, layers, pos, pos + 1, m);  // per step
+            next_token = argmax();
+            out.generated.push_back(next_token);
         }
         m.decode_s = seconds(clock::now() - t_first);
         m.generated_tokens = static_cast<std::int64_t>(out.generated.size());
         hist.insert(hist.end(), out.generated.begin(), out.generated.end());
 
         dev.shrink_to_fit(session);
+        if (sj) {
+            const auto s0 = clock::now();
+            if constexpr (Save::mode == saving::save_mode::at_turn_end) {
+                copy_base(session, *sj);
+                save_tokens(session, *sj, 0, layers, sj->from, dev.meta(session).tokens.size(), m);
+            }
+            seal_save(session, *sj);
+            m.save_s += seconds(clock::now() - s0);
+        }
         if (cfg_.retain_across_turns) h_.touch(session);
         else h_.drop(session);
     }
@@ -384,6 +606,10 @@ private:
     std::deque<queued_job> jobs_;
     job_order order_;
     std::uint64_t next_id_ = 0;
+    std::unordered_map<session_id, layer_load> pending_;  ///< next jobs' loads started early
+    // Last: destroyed (joined) first, while everything their copies touch still exists.
+    io::copy_stream load_stream_;
+    io::copy_stream save_stream_;
 };
 
 }  // namespace cachedattn

@@ -20,7 +20,7 @@ public:
     /// compute begins). Returns false when the pipeline was aborted.
     bool wait_for_slot(int l) {
         std::unique_lock lock(m_);
-        cv_.wait(lock, [&] { return aborted_ || l <= started_ + 1 + buffer_; });
+        cv_.wait(lock, [&] { return aborted_ || released_ || l <= started_ + 1 + buffer_; });
         return !aborted_;
     }
     /// Layer l's history KV is resident. Layers complete in order.
@@ -40,6 +40,15 @@ public:
         started_ = l;
         cv_.notify_all();
         cv_.wait(lock, [&] { return aborted_ || loaded_ > l; });
+    }
+    /// Lifts the read-buffer limit: the loader runs to the last layer without waiting for
+    /// compute (a pre-load for a job whose session must leave the device before it runs).
+    void release() {
+        {
+            std::lock_guard lock(m_);
+            released_ = true;
+        }
+        cv_.notify_all();
     }
     /// Stops the loader (compute failed): every wait returns.
     void abort() {
@@ -63,6 +72,7 @@ private:
     int started_ = -1;
     int loaded_ = 0;
     bool aborted_ = false;
+    bool released_ = false;
 };
 
 }  // namespace cachedattn

@@ -19,7 +19,9 @@ struct turn_metrics {
     std::int64_t recomputed_tokens = 0;  ///< history tokens prefilled again
     std::int64_t new_tokens = 0;         ///< the turn's input tokens
     std::int64_t generated_tokens = 0;
+    bool preloaded_ahead = false;    ///< the hit's load started while the previous job ran
     std::size_t bytes_loaded = 0;    ///< bytes copied into the device tier for this turn
+    std::size_t bytes_saved = 0;     ///< bytes of this turn's KV copied out to host memory
     std::size_t bytes_demoted = 0;   ///< bytes of other sessions moved down a tier to make room
     std::size_t sessions_dropped = 0;  ///< sessions dropped from the hierarchy to make room
     double load_s = 0;     ///< finding and loading the stored KV (under layer-wise pre-loading it
@@ -27,6 +29,8 @@ struct turn_metrics {
     double prefill_s = 0;  ///< computing history-to-recompute + new tokens
     double ttft_s = 0;     ///< turn start to first generated token
     double decode_s = 0;   ///< the remaining generated tokens
+    double save_s = 0;     ///< time the turn was blocked on saving (the whole copy under sync_save;
+                           ///< under async_save only waiting for this session's earlier saves)
 };
 
 struct turn_result {

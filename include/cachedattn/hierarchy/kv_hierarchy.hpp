@@ -20,6 +20,7 @@
 #include "cachedattn/core/queue_view.hpp"
 #include "cachedattn/core/residency_view.hpp"
 #include "cachedattn/eviction/concept.hpp"
+#include "cachedattn/hierarchy/saved_copies.hpp"
 #include "cachedattn/hierarchy/tiers.hpp"
 #include "cachedattn/io/kv_file_format.hpp"
 #include "cachedattn/posenc/concept.hpp"
@@ -45,6 +46,7 @@ struct hierarchy_stats {
     std::array<std::size_t, N> demotions{};      ///< sessions moved from tier i to i+1
     std::array<std::size_t, N> drops{};          ///< sessions dropped from tier i
     std::size_t damaged = 0;                     ///< stored copies found damaged (became misses)
+    std::size_t saved_demotions = 0;             ///< device demotions served by a saved host copy
     std::size_t expired = 0;                     ///< sessions retired by a policy's expiry (TTL)
     std::size_t prefetched = 0;                  ///< sessions moved up by the prefetcher
 };
@@ -142,6 +144,9 @@ public:
     const Truncate& truncation() const noexcept { return truncate_; }
     const PosEnc& posenc() const noexcept { return posenc_; }
     const stats_type& stats() const noexcept { return stats_; }
+    /// Host copies of device-resident sessions written by asynchronous saving, and the copies
+    /// in flight on device blocks (see saved_copies.hpp). The engine writes them.
+    saved_copies& copies() noexcept { return copies_; }
     const model_geometry& geometry() const noexcept { return init_.geometry; }
     std::uint64_t fingerprint() const noexcept { return init_.fingerprint; }
 
@@ -452,7 +457,17 @@ private:
 
     std::optional<kv_entry> take_from(session_id s, std::size_t i) {
         const std::size_t bytes = on_tier(i, [&](const auto& t) { return t.stored_bytes(s); });
-        auto e = on_tier(i, [&](auto& t) { return t.take(s); });
+        std::optional<kv_entry> e;
+        if (i == 0) {
+            // A saved copy already in host memory spares the device read (asynchronous saving).
+            copies_.settle(s);
+            e = copies_.claim(s, device().meta(s), device().charge(device().meta(s)));
+            if (e) {
+                device().erase(s);
+                ++stats_.saved_demotions;
+            }
+        }
+        if (!e) e = on_tier(i, [&](auto& t) { return t.take(s); });
         evict_[i].on_erase(s);
         dir_.erase(s);
         stats_.bytes_out[i] += bytes;
@@ -468,6 +483,10 @@ private:
         stats_.bytes_in[i] += bytes;
     }
     void drop_from(session_id s, std::size_t i) {
+        if (i == 0) {
+            copies_.settle(s);
+            copies_.discard(s);
+        }
         on_tier(i, [&](auto& t) { t.erase(s); });
         evict_[i].on_erase(s);
         dir_.erase(s);
@@ -481,6 +500,7 @@ private:
     PosEnc posenc_;
     residency_view::directory dir_;
     stats_type stats_;
+    saved_copies copies_;
     double now_ = 0;
 };
 

@@ -15,6 +15,7 @@
 #include "cachedattn/core/error.hpp"
 #include "cachedattn/tier/concept.hpp"
 #include "cachedattn/tier/detail/aligned_buffer.hpp"
+#include "cachedattn/tier/detail/link_model.hpp"
 
 namespace cachedattn::tier {
 
@@ -22,11 +23,18 @@ class device_tier {
 public:
     struct config {
         std::size_t capacity_bytes = 0;
+        /// Emulated host<->device link bandwidth in bytes/s (0: copies run at memcpy speed).
+        /// The CPU "device" is host memory; a bandwidth makes loads and saves cost what they
+        /// would over PCIe, so overlap can be measured (see detail/link_model.hpp).
+        double link_bytes_per_s = 0;
     };
     static constexpr std::string_view name = "device";
 
     device_tier(const config& c, const tier_init& init)
-        : g_(init.geometry), block_bytes_(init.geometry.block_bytes()), capacity_(c.capacity_bytes) {
+        : g_(init.geometry), block_bytes_(init.geometry.block_bytes()), capacity_(c.capacity_bytes),
+          link_(c.link_bytes_per_s) {
+        if (!(c.link_bytes_per_s >= 0))
+            throw config_error("device_tier: link_bytes_per_s must be >= 0 (0 = no emulated link)");
         g_.validate();
         if (c.capacity_bytes == 0) throw config_error("device_tier: capacity_bytes must be > 0");
         const std::size_t blocks = c.capacity_bytes / block_bytes_;
@@ -61,6 +69,7 @@ public:
         r.table = allocate(blocks);
         for (std::size_t b = 0; b < blocks; ++b)
             std::memcpy(block(r.table[b]), e.data.data() + b * block_bytes_, block_bytes_);
+        link_.host_to_device(blocks * block_bytes_);
         r.meta = std::move(e.meta);
         const session_id s = r.meta.session;
         res_.emplace(s, std::move(r));
@@ -107,6 +116,35 @@ public:
         const std::size_t n = src.meta.blocks(g_);
         for (std::size_t b = 0; b < n; ++b)
             std::memcpy(block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run);
+        link_.host_to_device(n * run);
+    }
+
+    // ---- saving (the reverse of copy_layer)
+    /// Copies tokens [first, last) of layer `layer` (K and V) out of `blocks`, the session's
+    /// table with its first token at slot `first_offset`, into the same slots of `dst`, whose
+    /// payload has the device layout. Touches exactly those token slots, so it may run on an
+    /// I/O thread while the model writes other tokens or layers of the same blocks.
+    /// Pre: the slots exist in `blocks` and in `dst.data`.
+    void save_tokens(const std::vector<std::int32_t>& blocks, kv_entry& dst, int layer, std::size_t first_offset,
+                     std::size_t first, std::size_t last) const {
+        const auto bt = static_cast<std::size_t>(g_.block_tokens);
+        const std::size_t elem = size_of(g_.type);
+        const std::size_t row = static_cast<std::size_t>(g_.head_dim) * elem;  // one token of one head
+        const std::size_t head_run = bt * row;
+        const std::size_t layer_off = static_cast<std::size_t>(layer) * 2 * g_.block_half_layer_elems() * elem;
+        std::size_t bytes = 0;
+        for (std::size_t t = first; t < last;) {
+            const std::size_t slot = first_offset + t;
+            const std::size_t b = slot / bt, in = slot % bt;
+            const std::size_t n = std::min(bt - in, last - t);  // tokens of this block
+            for (std::size_t kvh = 0; kvh < 2 * static_cast<std::size_t>(g_.kv_heads); ++kvh) {
+                const std::size_t off = b * block_bytes_ + layer_off + kvh * head_run + in * row;
+                std::memcpy(dst.data.data() + off, block(blocks[b]) + (off - b * block_bytes_), n * row);
+            }
+            bytes += 2 * static_cast<std::size_t>(g_.kv_heads) * n * row;
+            t += n;
+        }
+        link_.device_to_host(bytes);
     }
 
     // ---- device_tier_like
@@ -263,6 +301,7 @@ private:
         e.data.resize(blocks * block_bytes_);
         for (std::size_t b = 0; b < blocks; ++b)
             std::memcpy(e.data.data() + b * block_bytes_, block(r.table[b]), block_bytes_);
+        link_.device_to_host(blocks * block_bytes_);
         return e;
     }
 
@@ -270,6 +309,7 @@ private:
     std::size_t block_bytes_;
     std::size_t capacity_;
     std::size_t total_blocks_ = 0;
+    mutable detail::link_model link_;
     std::unique_ptr<std::byte, detail::free_deleter> pool_;
     std::vector<std::int32_t> free_;
     std::unordered_map<session_id, resident> res_;
