@@ -101,6 +101,12 @@ public:
         return *c;  // a finished task may still hold a reference: copy rather than steal
     }
     void discard(session_id s) { release(s); }
+    /// `s`'s saved copy, complete or not, left in place (tests and tools).
+    std::shared_ptr<const kv_entry> peek(session_id s) const {
+        std::lock_guard lock(m_);
+        auto it = state_.find(s);
+        return it == state_.end() ? nullptr : it->second.copy;
+    }
     /// Sessions with a saved copy.
     std::size_t size() const {
         std::lock_guard lock(m_);
