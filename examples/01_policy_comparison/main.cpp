@@ -17,6 +17,7 @@ struct options {
     ca::workload::synthetic_chat_config workload;
     std::string model = "tiny";
     double device_mib = 1.0, host_mib = 2.0, file_mib = 4.0;
+    double link_gbps = 0;
     std::size_t queue_depth = 16;
     std::size_t batch = 1;
     std::string cache_dir;
@@ -35,16 +36,18 @@ using three_tier_stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::t
 
 /// Serves the workload through the engine's job queue, keeping up to `depth` jobs queued
 /// (the look-ahead the scheduler-aware policies see; Belady gets the whole future).
-template <class Stack>
+template <class Stack, class Save = ca::saving::async_save>
 row run(const std::string& name, const options& o, ca::backend::cpu_backend& model,
         const std::vector<ca::workload::chat_turn>& turns, bool retain, std::size_t depth) {
     typename Stack::config cfg;
     std::get<0>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.device_mib * (1 << 20));
+    std::get<0>(cfg.tiers).link_bytes_per_s = o.link_gbps * 1e9;
     std::get<1>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.host_mib * (1 << 20));
     std::get<2>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.file_mib * (1 << 20));
     std::get<2>(cfg.tiers).directory = std::filesystem::path(o.cache_dir) / name;
     Stack kv(cfg, model.geometry(), model.weights_id());
-    ca::engine engine(kv, model, {.retain_across_turns = retain, .batch_size = o.batch});
+    ca::engine<Stack, ca::backend::cpu_backend, Save> engine(kv, model,
+                                                            {.retain_across_turns = retain, .batch_size = o.batch});
     row r{name};
     std::size_t next = 0;
     while (next < turns.size() || engine.queued() > 0) {
@@ -79,6 +82,9 @@ int main(int argc, char** argv) try {
     app.add_option("--queue-depth", o.queue_depth, "jobs queued ahead (the scheduler's look-ahead)")
         ->check(CLI::PositiveNumber);
     app.add_option("--batch", o.batch, "jobs per scheduling iteration")->check(CLI::PositiveNumber);
+    app.add_option("--link-gbps", o.link_gbps,
+                   "emulated host<->device link in GB/s for the CPU 'device' tier (0: memcpy speed)")
+        ->check(CLI::NonNegativeNumber);
     CLI11_PARSE(app, argc, argv);
 
     const auto cfg = o.model == "small" ? ca::model::model_config::small() : ca::model::model_config::tiny();
@@ -101,8 +107,11 @@ int main(int argc, char** argv) try {
     const std::size_t d = o.queue_depth, all = turns.size();
     std::vector<row> rows;
     rows.push_back(run<three_tier_stack<ev::lru>>("recompute (RE)", o, model, turns, false, d));
-    rows.push_back(run<three_tier_stack<ev::scheduler_aware, ca::posenc::decoupled_rope, ca::truncation::drop_oldest,
-                                        pf::scheduler_aware>>("cachedattn (paper)", o, model, turns, true, d));
+    using paper = three_tier_stack<ev::scheduler_aware, ca::posenc::decoupled_rope, ca::truncation::drop_oldest,
+                                   pf::scheduler_aware>;
+    rows.push_back(run<paper>("cachedattn (paper)", o, model, turns, true, d));
+    rows.push_back(run<paper, ca::saving::sync_save>("paper, sync save", o, model, turns, true, d));
+    rows.push_back(run<paper, ca::saving::write_back>("paper, write-back", o, model, turns, true, d));
     rows.push_back(run<three_tier_stack<ev::lru>>("lru", o, model, turns, true, d));
     rows.push_back(run<three_tier_stack<ev::fifo>>("fifo", o, model, turns, true, d));
     rows.push_back(run<three_tier_stack<ev::lfu>>("lfu", o, model, turns, true, d));
@@ -113,18 +122,21 @@ int main(int argc, char** argv) try {
                                                                                               model, turns, true, d));
 
     const double base = rows.front().sum.mean_ttft();
-    fmt::print("{:<20} {:>6} {:>7} {:>7} {:>7} {:>7} {:>11} {:>10} {:>11} {:>9}\n", "stack", "turns", "hit", "device",
-               "DRAM", "SSD", "mean TTFT", "p99 TTFT", "recomputed", "speed-up");
+    fmt::print("{:<20} {:>6} {:>7} {:>7} {:>7} {:>7} {:>11} {:>10} {:>10} {:>11} {:>9}\n", "stack", "turns", "hit",
+               "device", "DRAM", "SSD", "mean TTFT", "p99 TTFT", "mean job", "recomputed", "speed-up");
     for (const row& r : rows) {
         const auto& s = r.sum;
-        fmt::print("{:<20} {:>6} {:>6.1f}% {:>6.1f}% {:>6.1f}% {:>6.1f}% {:>8.2f} ms {:>7.2f} ms {:>11} {:>8.2f}x\n",
+        fmt::print("{:<20} {:>6} {:>6.1f}% {:>6.1f}% {:>6.1f}% {:>6.1f}% {:>8.2f} ms {:>7.2f} ms {:>7.2f} ms {:>11} "
+                   "{:>8.2f}x\n",
                    r.name, s.turns(), 100 * s.hit_rate(), 100 * s.hit_rate(0), 100 * s.hit_rate(1),
-                   100 * s.hit_rate(2), 1e3 * s.mean_ttft(), 1e3 * s.p99_ttft(), s.recomputed_tokens(),
-                   base / s.mean_ttft());
+                   100 * s.hit_rate(2), 1e3 * s.mean_ttft(), 1e3 * s.p99_ttft(), 1e3 * s.mean_job(),
+                   s.recomputed_tokens(), base / s.mean_ttft());
     }
-    fmt::print("\nhit: share of turns whose history KV was found in a tier; recomputed: history tokens prefilled "
-               "again;\nspeed-up: mean TTFT of recompute-every-turn divided by the stack's. Jobs queued ahead: {} "
-               "(belady: all).\n", d);
+    fmt::print("\nhit: share of turns whose history KV was found in a tier; job: TTFT + decode + time blocked on "
+               "saving;\nrecomputed: history tokens prefilled again; speed-up: mean TTFT of recompute-every-turn "
+               "divided by the stack's.\nJobs queued ahead: {} (belady: all). Saving: async unless named. "
+               "Device link: {}.\n",
+               d, o.link_gbps > 0 ? fmt::format("emulated {:.2f} GB/s", o.link_gbps) : std::string("memcpy"));
     if (own_dir) std::filesystem::remove_all(o.cache_dir);
     return 0;
 } catch (const cachedattn::error& e) {

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// @brief Aggregates turn metrics into what a policy comparison reports: hit rate per tier,
-/// mean and tail TTFT, tokens recomputed, bytes moved.
+/// mean and tail TTFT, job time, tokens recomputed, bytes moved.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -30,6 +30,9 @@ public:
         if (m.damaged) ++damaged_;
         if (m.truncated) ++truncated_;
         ttft_.push_back(m.ttft_s);
+        job_.push_back(m.ttft_s + m.decode_s + m.save_s);
+        bytes_saved_ += m.bytes_saved;
+        preloaded_ahead_ += m.preloaded_ahead;
         prefill_.push_back(m.prefill_s);
         reused_ += m.reused_tokens;
         recomputed_ += m.recomputed_tokens;
@@ -51,6 +54,10 @@ public:
     double hit_rate() const { return turns_ ? static_cast<double>(hits()) / static_cast<double>(turns_) : 0; }
     double mean_ttft() const { return mean(ttft_); }
     double p99_ttft() const { return quantile(ttft_, 0.99); }
+    /// Mean time a job held the engine: TTFT + decode + time blocked on saving.
+    double mean_job() const { return mean(job_); }
+    std::size_t bytes_saved() const noexcept { return bytes_saved_; }
+    std::size_t preloaded_ahead() const noexcept { return preloaded_ahead_; }
     double total_prefill() const { return sum(prefill_); }
     double total_ttft() const { return sum(ttft_); }
     std::int64_t reused_tokens() const noexcept { return reused_; }
@@ -73,9 +80,9 @@ private:
 
     std::size_t turns_ = 0, damaged_ = 0, truncated_ = 0;
     std::vector<std::size_t> hits_;
-    std::vector<double> ttft_, prefill_;
+    std::vector<double> ttft_, prefill_, job_;
     std::int64_t reused_ = 0, recomputed_ = 0, new_ = 0, generated_ = 0;
-    std::size_t bytes_loaded_ = 0, bytes_demoted_ = 0, dropped_ = 0;
+    std::size_t bytes_loaded_ = 0, bytes_demoted_ = 0, dropped_ = 0, bytes_saved_ = 0, preloaded_ahead_ = 0;
 };
 
 }  // namespace cachedattn::metrics
