@@ -31,50 +31,60 @@ struct timing {
     double ttft = 0, load = 0, compute = 0;
 };
 
-timing measure(stack& kv, ca::backend::cpu_backend& model, int buffer, int reps, std::int64_t history,
-               std::uint64_t& next_session, bool ahead = false) {
+/// One timed turn: a session with `history` tokens sits in DRAM; its next turn (64 new tokens)
+/// follows another job (a short miss), during which `ahead` starts its load.
+timing measure_once(stack& kv, ca::backend::cpu_backend& model, int buffer, std::int64_t history,
+                    std::uint64_t& next_session, bool ahead) {
     ca::engine eng(kv, model, {.preload_buffer_layers = buffer, .preload_next_job = ahead});
-    std::vector<double> ttft, load, compute;
     std::vector<ca::token_id> prompt(static_cast<std::size_t>(history)), input(64);
     for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<ca::token_id>((i * 31) % 512);
     for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<ca::token_id>((i * 17) % 512);
-    for (int r = 0; r < reps; ++r) {
-        const ca::session_id s{next_session++}, other{next_session++};
-        eng.run_turn(s, prompt, 1);
-        kv.demote(s);  // device -> DRAM
-        // The timed turn follows another job (a short miss); with `ahead` its load starts then.
-        eng.submit({other, input, 1});
-        eng.submit({s, input, 1});
-        eng.step();
-        const auto m = eng.step().at(0).result.metrics;
-        if (m.hit_tier != 1u) throw ca::error("preload bench: expected a DRAM hit");
-        ttft.push_back(m.ttft_s);
-        load.push_back(m.load_s);
-        compute.push_back(m.prefill_s);
-        eng.end_session(s);
-        eng.end_session(other);
-    }
-    return {median(ttft), median(load), median(compute)};
+    const ca::session_id s{next_session++}, other{next_session++};
+    eng.run_turn(s, prompt, 1);
+    kv.demote(s);  // device -> DRAM
+    eng.submit({other, input, 1});
+    eng.submit({s, input, 1});
+    eng.step();
+    const auto m = eng.step().at(0).result.metrics;
+    if (m.hit_tier != 1u) throw ca::error("preload bench: expected a DRAM hit");
+    eng.end_session(s);
+    eng.end_session(other);
+    return {m.ttft_s, m.load_s, m.prefill_s};
 }
 
+struct mode {
+    std::string name;
+    int buffer;
+    bool ahead;
+};
+
+/// Runs every mode `reps` times, interleaved (the machine's drift hits all modes alike), and
+/// prints each mode's median TTFT against max(load, compute) and load + compute, where load and
+/// compute are the medians of the load-then-prefill runs.
 void report(stack& kv, ca::backend::cpu_backend& model, int layers, int reps, std::int64_t history,
             std::uint64_t& next) {
-    const timing seq = measure(kv, model, -1, reps, history, next);
+    std::vector<mode> modes{{"load, then prefill", -1, false}};
+    for (int k : {0, 1, layers}) modes.push_back({fmt::format("layer-wise, buffer {}", k), k, false});
+    for (int k : {0, 1, layers}) modes.push_back({fmt::format("+ next-job pre-load, buffer {}", k), k, true});
+    std::vector<std::vector<double>> ttft(modes.size());
+    std::vector<double> load, compute;
+    for (int r = 0; r < reps; ++r)
+        for (std::size_t i = 0; i < modes.size(); ++i) {
+            const timing t = measure_once(kv, model, modes[i].buffer, history, next, modes[i].ahead);
+            ttft[i].push_back(t.ttft);
+            if (i == 0) {
+                load.push_back(t.load);
+                compute.push_back(t.compute);
+            }
+        }
+    const double l = median(load), c = median(compute);
     fmt::print("load (whole session into the device tier): {:.3f} ms; compute (prefill, history resident): {:.3f} ms\n",
-               seq.load * 1e3, seq.compute * 1e3);
-    const double ideal = std::max(seq.load, seq.compute), serial = seq.load + seq.compute;
+               l * 1e3, c * 1e3);
+    const double ideal = std::max(l, c), serial = l + c;
     fmt::print("{:<34} {:>10} {:>16} {:>16}\n", "mode", "TTFT ms", "/ max(load,comp)", "/ (load+comp)");
-    fmt::print("{:<34} {:>10.3f} {:>16.3f} {:>16.3f}\n", "load, then prefill", seq.ttft * 1e3, seq.ttft / ideal,
-               seq.ttft / serial);
-    for (int k : {0, 1, layers}) {
-        const timing t = measure(kv, model, k, reps, history, next);
-        fmt::print("{:<34} {:>10.3f} {:>16.3f} {:>16.3f}\n", fmt::format("layer-wise, buffer {}", k), t.ttft * 1e3,
-                   t.ttft / ideal, t.ttft / serial);
-    }
-    for (int k : {0, 1, layers}) {
-        const timing t = measure(kv, model, k, reps, history, next, true);
-        fmt::print("{:<34} {:>10.3f} {:>16.3f} {:>16.3f}\n", fmt::format("+ next-job pre-load, buffer {}", k),
-                   t.ttft * 1e3, t.ttft / ideal, t.ttft / serial);
+    for (std::size_t i = 0; i < modes.size(); ++i) {
+        const double t = median(ttft[i]);
+        fmt::print("{:<34} {:>10.3f} {:>16.3f} {:>16.3f}\n", modes[i].name, t * 1e3, t / ideal, t / serial);
     }
 }
 
@@ -108,12 +118,14 @@ int main(int argc, char** argv) try {
     double compute = 0;
     {
         stack kv(tiers(dir, 0), model.geometry(), model.weights_id());
-        compute = measure(kv, model, -1, reps, history, next).compute;
+        compute = measure_once(kv, model, -1, history, next, false).compute;
         report(kv, model, cfg.layers, reps, history, next);
     }
     // An emulated link makes loading cost what it would over PCIe: at these bandwidths the
     // whole-session load takes 0.5x, 1x and 2x the prefill.
+    const bool memcpy_only = argc > 2 && std::string_view(argv[2]) == "memcpy";
     for (double ratio : {0.5, 1.0, 2.0}) {
+        if (memcpy_only) break;
         const double link = kv_bytes / (compute * ratio);
         fmt::print("\n== emulated link {:.2f} GB/s (load ~ {}x compute)\n", link / 1e9, ratio);
         std::filesystem::remove_all(dir);
