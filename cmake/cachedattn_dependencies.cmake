@@ -34,3 +34,9 @@ if(CACHEDATTN_OPENMP)
     message(STATUS "cachedattn: OpenMP not found; the CPU reference runs on one core")
   endif()
 endif()
+
+find_package(nlohmann_json 3.10 CONFIG QUIET)
+if(NOT nlohmann_json_FOUND)
+  message(FATAL_ERROR "cachedattn: nlohmann-json not found (trace readers, profiles); run scripts/install-deps.sh "
+                      "(Debian: nlohmann-json3-dev)")
+endif()

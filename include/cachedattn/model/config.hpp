@@ -115,6 +115,53 @@ struct model_config {
         c.type = dtype::f16;
         return c;
     }
+    /// LLaMA-1-65B shape (2.5 MB of FP16 KV per token; 2K window).
+    static model_config llama_65b() {
+        model_config c;
+        c.name = "llama-65b";
+        c.vocab = 32000;
+        c.dim = 8192;
+        c.layers = 80;
+        c.heads = 64;
+        c.kv_heads = 64;
+        c.head_dim = 128;
+        c.ffn_dim = 22016;
+        c.context_window = 2048;
+        c.type = dtype::f16;
+        return c;
+    }
+    /// LLaMA-2-70B shape (GQA with 8 KV heads: 0.31 MB per token).
+    static model_config llama2_70b() {
+        model_config c;
+        c.name = "llama2-70b";
+        c.vocab = 32000;
+        c.dim = 8192;
+        c.layers = 80;
+        c.heads = 64;
+        c.kv_heads = 8;
+        c.head_dim = 128;
+        c.ffn_dim = 28672;
+        c.context_window = 4096;
+        c.type = dtype::f16;
+        return c;
+    }
+    /// Falcon-40B shape (8 KV groups of 16 query heads: 0.12 MB per token). Falcon's MLP is two
+    /// 8192x32768 GELU matrices; `ffn_dim` is set so that a SwiGLU MLP (three matrices) has the
+    /// same parameters and FLOPs, which is all the simulator's cost model reads.
+    static model_config falcon_40b() {
+        model_config c;
+        c.name = "falcon-40b";
+        c.vocab = 65024;
+        c.dim = 8192;
+        c.layers = 60;
+        c.heads = 128;
+        c.kv_heads = 8;
+        c.head_dim = 64;
+        c.ffn_dim = 21845;
+        c.context_window = 2048;
+        c.type = dtype::f16;
+        return c;
+    }
 };
 
 }  // namespace cachedattn::model

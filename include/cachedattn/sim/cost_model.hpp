@@ -1,0 +1,93 @@
+#pragma once
+/// @file
+/// @brief The simulator's cost model: how long one layer of a prefill or a decode step takes on
+/// a GPU profile (a roofline: the larger of FLOPs at the achieved FLOP rate and bytes at the
+/// achieved HBM rate, split over the tensor-parallel GPUs), and how long KV copies take over
+/// the host link and the SSD. FLOPs and bytes are public so tests can check them by hand.
+#include <algorithm>
+#include <cstdint>
+
+#include "cachedattn/core/error.hpp"
+#include "cachedattn/model/config.hpp"
+#include "cachedattn/sim/gpu_profile.hpp"
+
+namespace cachedattn::sim {
+
+struct work {
+    double flops = 0;
+    double bytes = 0;
+};
+
+class cost_model {
+public:
+    cost_model(const model::model_config& m, const gpu_profile& p) : m_(m), p_(p) {
+        m_.validate();
+        p_.validate();
+        const double d = m.dim, q = static_cast<double>(m.heads) * m.head_dim,
+                     kv = static_cast<double>(m.kv_heads) * m.head_dim;
+        layer_params_ = d * q + 2 * d * kv + q * d + 3 * d * m.ffn_dim;
+        elem_ = static_cast<double>(size_of(m.type));
+        kv_layer_token_ = 2 * kv * elem_;
+        attn_width_ = q;
+    }
+
+    // ---------------------------------------------------------------- FLOPs and bytes
+    /// One layer of prefilling `n` new tokens after `cached` tokens already in the KV cache
+    /// (causal: new token i attends to cached + i + 1 keys).
+    work prefill_layer(std::int64_t n, std::int64_t cached) const {
+        const double nn = static_cast<double>(n), c = static_cast<double>(cached);
+        const double pairs = nn * c + nn * (nn + 1) / 2;
+        return {2 * nn * layer_params_ + 4 * attn_width_ * pairs,
+                layer_params_ * elem_ + (c + nn) * kv_layer_token_ + nn * kv_layer_token_};
+    }
+    /// One layer of one decode step for `batch` sequences holding `context` tokens in total
+    /// (each sequence's new token attends to its whole context, itself included).
+    work decode_layer(std::int64_t batch, std::int64_t context) const {
+        const double b = static_cast<double>(batch), t = static_cast<double>(context);
+        return {2 * b * layer_params_ + 4 * attn_width_ * t, layer_params_ * elem_ + t * kv_layer_token_};
+    }
+    /// The output head for `rows` tokens (a prefill needs only its last token's logits).
+    work head(std::int64_t rows) const {
+        const double r = static_cast<double>(rows), v = static_cast<double>(m_.vocab) * m_.dim;
+        return {2 * r * v, v * elem_};
+    }
+
+    // ---------------------------------------------------------------- seconds
+    double seconds(const work& w) const {
+        const double g = p_.gpus;
+        return std::max(w.flops / (p_.peak_flops * p_.compute_efficiency * g),
+                        w.bytes / (p_.hbm_bytes_per_s * p_.memory_efficiency * g));
+    }
+    double prefill_layer_s(std::int64_t n, std::int64_t cached) const { return seconds(prefill_layer(n, cached)); }
+    /// A whole prefill: every layer plus the head for the last token.
+    double prefill_s(std::int64_t n, std::int64_t cached) const {
+        return m_.layers * prefill_layer_s(n, cached) + seconds(head(1));
+    }
+    double decode_step_s(std::int64_t batch, std::int64_t context) const {
+        return m_.layers * seconds(decode_layer(batch, context)) + seconds(head(batch));
+    }
+    /// KV bytes of `tokens` tokens in one layer / in all layers.
+    double kv_layer_bytes(std::int64_t tokens) const { return static_cast<double>(tokens) * kv_layer_token_; }
+    double kv_bytes(std::int64_t tokens) const { return m_.layers * kv_layer_bytes(tokens); }
+    /// Host<->device copy of one layer's KV for `tokens` tokens: every GPU moves its shard over
+    /// its own link at the same time.
+    double link_layer_s(std::int64_t tokens) const { return kv_layer_bytes(tokens) / (p_.link_bytes_per_s * p_.gpus); }
+    double link_s(double bytes) const { return bytes / (p_.link_bytes_per_s * p_.gpus); }
+    double ssd_read_s(double bytes) const { return bytes / p_.ssd_read_bytes_per_s; }
+    double ssd_write_s(double bytes) const { return bytes / p_.ssd_write_bytes_per_s; }
+
+    const model::model_config& model() const noexcept { return m_; }
+    const gpu_profile& profile() const noexcept { return p_; }
+    double layer_params() const noexcept { return layer_params_; }
+    /// Bytes of model weights per GPU (layers + embedding + head), for HBM budgeting.
+    double weight_bytes_per_gpu() const {
+        return (m_.layers * layer_params_ + 2.0 * m_.vocab * m_.dim) * elem_ / p_.gpus;
+    }
+
+private:
+    model::model_config m_;
+    gpu_profile p_;
+    double layer_params_ = 0, elem_ = 0, kv_layer_token_ = 0, attn_width_ = 0;
+};
+
+}  // namespace cachedattn::sim

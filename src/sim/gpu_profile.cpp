@@ -1,0 +1,129 @@
+#include "cachedattn/sim/gpu_profile.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cachedattn/core/error.hpp"
+
+namespace cachedattn::sim {
+
+void gpu_profile::validate() const {
+    auto positive = [&](double v, const char* field) {
+        if (!(v > 0) || !std::isfinite(v))
+            throw config_error("gpu_profile '" + name + "': " + field + " must be a positive number");
+    };
+    positive(peak_flops, "peak_flops");
+    positive(hbm_bytes_per_s, "hbm_bytes_per_s");
+    positive(hbm_bytes, "hbm_bytes");
+    positive(link_bytes_per_s, "link_bytes_per_s");
+    positive(ssd_read_bytes_per_s, "ssd_read_bytes_per_s");
+    positive(ssd_write_bytes_per_s, "ssd_write_bytes_per_s");
+    if (!(compute_efficiency > 0 && compute_efficiency <= 1))
+        throw config_error("gpu_profile '" + name + "': compute_efficiency must be in (0, 1]");
+    if (!(memory_efficiency > 0 && memory_efficiency <= 1))
+        throw config_error("gpu_profile '" + name + "': memory_efficiency must be in (0, 1]");
+    if (gpus < 1) throw config_error("gpu_profile '" + name + "': gpus must be >= 1");
+    if (!(gpu_dollars_per_hour >= 0) || !(dram_dollars_per_gb_hour >= 0) || !(ssd_dollars_per_gb_hour >= 0))
+        throw config_error("gpu_profile '" + name + "': prices must be >= 0");
+}
+
+gpu_profile gpu_profile::a100_pcie4(int gpus) {
+    gpu_profile p;
+    p.name = "A100-80GB, PCIe Gen4";
+    p.peak_flops = 312e12;
+    p.hbm_bytes_per_s = 2.039e12;
+    p.hbm_bytes = 80e9;
+    p.compute_efficiency = 0.6;
+    p.memory_efficiency = 0.8;
+    p.link_bytes_per_s = 26e9;
+    p.ssd_read_bytes_per_s = 6.5e9;
+    p.ssd_write_bytes_per_s = 3.5e9;
+    p.gpus = gpus;
+    p.gpu_dollars_per_hour = 5.0;
+    p.dram_dollars_per_gb_hour = 0.0088;
+    p.ssd_dollars_per_gb_hour = 0.000082;
+    return p;
+}
+
+gpu_profile gpu_profile::h100_sxm_pcie5(int gpus) {
+    gpu_profile p;
+    p.name = "H100-SXM, PCIe Gen5";
+    p.peak_flops = 989e12;
+    p.hbm_bytes_per_s = 3.35e12;
+    p.hbm_bytes = 80e9;
+    p.compute_efficiency = 0.6;
+    p.memory_efficiency = 0.8;
+    p.link_bytes_per_s = 50e9;
+    p.ssd_read_bytes_per_s = 12e9;
+    p.ssd_write_bytes_per_s = 10e9;
+    p.gpus = gpus;
+    p.gpu_dollars_per_hour = 8.0;
+    p.dram_dollars_per_gb_hour = 0.0088;
+    p.ssd_dollars_per_gb_hour = 0.000082;
+    return p;
+}
+
+gpu_profile gpu_profile::builtin(const std::string& name, int gpus) {
+    if (name == "a100") return a100_pcie4(gpus);
+    if (name == "h100") return h100_sxm_pcie5(gpus);
+    throw config_error("gpu_profile: unknown built-in profile '" + name + "' (a100, h100)");
+}
+
+gpu_profile gpu_profile::load(const std::filesystem::path& file, const gpu_profile& base) {
+    std::ifstream in(file);
+    if (!in) throw config_error("gpu_profile: cannot open " + file.string());
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw config_error("gpu_profile: " + file.string() + ": malformed JSON: " + e.what());
+    }
+    if (!j.is_object()) throw config_error("gpu_profile: " + file.string() + ": expected a JSON object");
+    gpu_profile p = base;
+    auto num = [&](const char* field, double& out) {
+        if (!j.contains(field)) return;
+        if (!j[field].is_number())
+            throw config_error("gpu_profile: " + file.string() + ": field '" + field + "' must be a number");
+        out = j[field].get<double>();
+    };
+    for (const auto& [k, v] : j.items()) {
+        static const char* known[] = {"name", "peak_flops", "hbm_bytes_per_s", "hbm_bytes", "compute_efficiency",
+                                      "memory_efficiency", "link_bytes_per_s", "ssd_read_bytes_per_s",
+                                      "ssd_write_bytes_per_s", "gpus", "gpu_dollars_per_hour",
+                                      "dram_dollars_per_gb_hour", "ssd_dollars_per_gb_hour"};
+        if (std::find(std::begin(known), std::end(known), k) == std::end(known))
+            throw config_error("gpu_profile: " + file.string() + ": unknown field '" + k + "'");
+    }
+    if (j.contains("name")) {
+        if (!j["name"].is_string()) throw config_error("gpu_profile: " + file.string() + ": field 'name' must be a string");
+        p.name = j["name"].get<std::string>();
+    }
+    num("peak_flops", p.peak_flops);
+    num("hbm_bytes_per_s", p.hbm_bytes_per_s);
+    num("hbm_bytes", p.hbm_bytes);
+    num("compute_efficiency", p.compute_efficiency);
+    num("memory_efficiency", p.memory_efficiency);
+    num("link_bytes_per_s", p.link_bytes_per_s);
+    num("ssd_read_bytes_per_s", p.ssd_read_bytes_per_s);
+    num("ssd_write_bytes_per_s", p.ssd_write_bytes_per_s);
+    num("gpu_dollars_per_hour", p.gpu_dollars_per_hour);
+    num("dram_dollars_per_gb_hour", p.dram_dollars_per_gb_hour);
+    num("ssd_dollars_per_gb_hour", p.ssd_dollars_per_gb_hour);
+    if (j.contains("gpus")) {
+        if (!j["gpus"].is_number_integer())
+            throw config_error("gpu_profile: " + file.string() + ": field 'gpus' must be a whole number");
+        p.gpus = j["gpus"].get<int>();
+    }
+    try {
+        p.validate();
+    } catch (const config_error& e) {
+        throw config_error(file.string() + ": " + e.what());
+    }
+    return p;
+}
+
+}  // namespace cachedattn::sim
