@@ -27,6 +27,10 @@ public:
         /// The CPU "device" is host memory; a bandwidth makes loads and saves cost what they
         /// would over PCIe, so overlap can be measured (see detail/link_model.hpp).
         double link_bytes_per_s = 0;
+        /// Count blocks only, allocate no pool (the simulator's HBM at the paper's scale):
+        /// block tables, charges and capacity behave as usual; views have no memory behind
+        /// them, entries moved out carry no payload, and copies are not made.
+        bool accounting_only = false;
     };
     static constexpr std::string_view name = "device";
 
@@ -44,7 +48,7 @@ public:
                                std::to_string(block_bytes_) + " bytes)");
         if (blocks > static_cast<std::size_t>(INT32_MAX))
             throw config_error("device_tier: more than 2^31 blocks; raise block_tokens");
-        pool_ = detail::aligned_bytes(blocks * block_bytes_);
+        if (!c.accounting_only) pool_ = detail::aligned_bytes(blocks * block_bytes_);
         free_.resize(blocks);
         // Hand out low block numbers first (pop from the back).
         for (std::size_t i = 0; i < blocks; ++i) free_[i] = static_cast<std::int32_t>(blocks - 1 - i);
@@ -64,11 +68,12 @@ public:
         const std::size_t blocks = e.meta.blocks(g_);
         require(!contains(e.meta.session), "put of a session already resident");
         require(blocks <= free_.size(), "put over capacity (the hierarchy must make room first)");
-        require(e.data.size() == blocks * block_bytes_, "put of an entry with a malformed payload");
+        require(e.data.size() == (pool_ ? blocks * block_bytes_ : 0), "put of an entry with a malformed payload");
         resident r;
         r.table = allocate(blocks);
-        for (std::size_t b = 0; b < blocks; ++b)
-            std::memcpy(block(r.table[b]), e.data.data() + b * block_bytes_, block_bytes_);
+        if (pool_)
+            for (std::size_t b = 0; b < blocks; ++b)
+                std::memcpy(block(r.table[b]), e.data.data() + b * block_bytes_, block_bytes_);
         link_.host_to_device(blocks * block_bytes_);
         r.meta = std::move(e.meta);
         const session_id s = r.meta.session;
@@ -114,8 +119,9 @@ public:
         const std::size_t run = 2 * g_.block_half_layer_elems() * size_of(g_.type);
         const std::size_t off = static_cast<std::size_t>(layer) * run;
         const std::size_t n = src.meta.blocks(g_);
-        for (std::size_t b = 0; b < n; ++b)
-            std::memcpy(block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run);
+        if (pool_)
+            for (std::size_t b = 0; b < n; ++b)
+                std::memcpy(block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run);
         link_.host_to_device(n * run);
     }
 
@@ -133,7 +139,7 @@ public:
         const std::size_t head_run = bt * row;
         const std::size_t layer_off = static_cast<std::size_t>(layer) * 2 * g_.block_half_layer_elems() * elem;
         std::size_t bytes = 0;
-        for (std::size_t t = first; t < last;) {
+        for (std::size_t t = first; t < last && pool_;) {
             const std::size_t slot = first_offset + t;
             const std::size_t b = slot / bt, in = slot % bt;
             const std::size_t n = std::min(bt - in, last - t);  // tokens of this block
@@ -217,8 +223,12 @@ public:
         n = std::min(n, size - first);
         if (n == 0) return;
         if (first == 0) return truncate_front(s, n);
-        if (g_.type == dtype::f32) move_down<float>(s, first, n, size);
-        else move_down<std::uint16_t>(s, first, n, size);
+        if (!pool_) {
+        } else if (g_.type == dtype::f32) {
+            move_down<float>(s, first, n, size);
+        } else {
+            move_down<std::uint16_t>(s, first, n, size);
+        }
         r.meta.tokens.erase(r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(first),
                             r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(first + n));
         r.meta.rope_base += static_cast<std::int64_t>(n);
@@ -237,6 +247,8 @@ public:
     void set_rope_base(session_id s, std::int64_t base) { get(s).meta.rope_base = base; }
 
     const model_geometry& geometry() const noexcept { return g_; }
+    /// No pool: block accounting only (see config::accounting_only).
+    bool accounting_only() const noexcept { return !pool_; }
     std::size_t block_bytes() const noexcept { return block_bytes_; }
     std::size_t total_blocks() const noexcept { return total_blocks_; }
 
@@ -298,6 +310,7 @@ private:
         kv_entry e;
         e.meta = r.meta;
         const std::size_t blocks = r.meta.blocks(g_);
+        if (!pool_) return e;
         e.data.resize(blocks * block_bytes_);
         for (std::size_t b = 0; b < blocks; ++b)
             std::memcpy(e.data.data() + b * block_bytes_, block(r.table[b]), block_bytes_);
