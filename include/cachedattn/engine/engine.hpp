@@ -32,6 +32,7 @@
 #include "cachedattn/io/kv_file_format.hpp"
 #include "cachedattn/saving/async_save.hpp"
 #include "cachedattn/saving/concept.hpp"
+#include "cachedattn/sim/sim_backend.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
 namespace cachedattn {
@@ -74,6 +75,9 @@ public:
     using hierarchy_type = Hierarchy;
     using save_policy = Save;
     using posenc = typename Hierarchy::posenc_type;
+    /// The backend runs on simulated time (sim::sim_backend): no copies, no threads; every
+    /// cost is charged to its clock at the point where the real engine would wait for it.
+    static constexpr bool simulated = requires { requires Backend::simulated; };
 
     engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c), start_(clock::now()) {
         if (cfg_.batch_size == 0) throw config_error("engine: batch_size must be >= 1");
@@ -155,8 +159,12 @@ public:
         }
         return all;
     }
-    /// Seconds since the engine started (the clock time-aware policies see).
-    double now() const { return seconds(clock::now() - start_); }
+    /// Seconds since the engine started (the clock time-aware policies see); simulated time when
+    /// the backend is the simulator.
+    double now() const {
+        if constexpr (simulated) return b_.now();
+        else return seconds(clock::now() - start_);
+    }
 
 private:
     /// A layer-wise load in flight: the loader copies `src` into the session's device blocks on
@@ -166,11 +174,17 @@ private:
         std::shared_ptr<kv_entry> src;
         std::shared_ptr<double> seconds;  ///< load duration, written before the last layer is marked
         std::size_t from_tier = 0;
+        double started_at = 0;  ///< simulated: when the copy could start (next-job pre-loading)
     };
+    /// Bytes of KV an entry stands for (accounting-only entries carry none).
+    std::size_t kv_bytes_of(const kv_entry& e) const {
+        if constexpr (simulated) return e.meta.tokens.size() * h_.geometry().kv_bytes_per_token();
+        else return e.data.size();
+    }
 
     turn_result run_job(session_id session, std::span<const token_id> input, int max_new_tokens,
                         const queue_view& queue, std::span<const session_id> pinned, const job* next = nullptr) {
-        const auto t0 = clock::now();
+        const double t0 = now();
         validate(input, max_new_tokens);
 
         turn_result out;
@@ -180,6 +194,7 @@ private:
         const std::int64_t window = b_.context_window();
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
         const auto stats_before = h_.stats();
+        device_out_mark_ = stats_before.bytes_out[0];
 
         // 0. A load started while the previous job ran (still in the device tier: nothing moved it).
         std::optional<layer_load> load;
@@ -189,9 +204,9 @@ private:
         }
         if (!load) {
             // This session's saves from its previous turn may still be draining.
-            const auto w0 = clock::now();
+            const double w0 = now();
             h_.copies().settle(session);
-            m.save_s += seconds(clock::now() - w0);
+            m.save_s += now() - w0;
         }
 
         // 1. Overflow: decide the truncation first; a cache it will discard is not loaded.
@@ -219,16 +234,19 @@ private:
         if (load) {
             have = true;
             m.hit_tier = load->from_tier;
-            m.bytes_loaded = load->src->data.size();
+            m.bytes_loaded = kv_bytes_of(*load->src);
             m.preloaded_ahead = true;
         } else if (const auto where = h_.locate(session)) {
             if (cfg_.preload_buffer_layers >= 0 && *where > 0 && !m.truncated) {
                 if (usable(h_.meta(session), hist)) {
                     if (auto staged = h_.promote_staged(session, pinned, queue)) {
-                        load = layer_load{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
+                        load = layer_load{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where,
+                                          now()};
                         have = true;
                         m.hit_tier = *where;
-                        m.bytes_loaded = load->src->data.size();
+                        m.bytes_loaded = kv_bytes_of(*load->src);
+                        if constexpr (simulated)
+                            if (*where >= 2) b_.ssd_read(static_cast<double>(m.bytes_loaded));
                     } else {
                         m.damaged = true;
                     }
@@ -239,6 +257,13 @@ private:
                 m.damaged = p.damaged;
                 have = !p.damaged;
                 if (have) m.hit_tier = *where;
+                if constexpr (simulated) {
+                    if (have && *where > 0) {  // the whole session over the link (and off the SSD) first
+                        m.bytes_loaded = h_.device().meta(session).tokens.size() * h_.geometry().kv_bytes_per_token();
+                        if (*where >= 2) b_.ssd_read(static_cast<double>(m.bytes_loaded));
+                        b_.transfer(static_cast<double>(m.bytes_loaded));
+                    }
+                }
             }
         }
         auto& dev = h_.device();
@@ -280,8 +305,8 @@ private:
         }
         if (!have) h_.create_on_device(session);
         const std::size_t kv_len = dev.meta(session).tokens.size();
-        const auto t_loaded = clock::now();
-        m.load_s = seconds(t_loaded - t0) - m.save_s;
+        const double t_loaded = now();
+        m.load_s = t_loaded - t0 - m.save_s;
 
         try {
             compute(session, hist, kv_len, input, max_new_tokens, out, t0, t_loaded, queue, pinned, load, next);
@@ -366,8 +391,13 @@ private:
         if (need > h_.device().capacity_bytes() || !h_.plan_room(0, need, pinned, queue)) return;
         auto staged = h_.promote_staged(s, keep, queue);
         if (!staged) return;  // damaged: its turn will see a miss
-        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
-        start_load(s, l);
+        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where, now()};
+        if constexpr (simulated) {
+            if (*where >= 2) b_.ssd_read(static_cast<double>(kv_bytes_of(*l.src)));  // read here, as the real engine does
+            l.started_at = now();
+        } else {
+            start_load(s, l);
+        }
         pending_.emplace(s, std::move(l));
     }
 
@@ -450,8 +480,8 @@ private:
 
     /// Steps 4-5 of a turn: reserve, prefill what is not cached plus the input, decode.
     void compute(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
-                 std::span<const token_id> input, int max_new_tokens, turn_result& out, clock::time_point t0,
-                 clock::time_point t_loaded, const queue_view& queue, std::span<const session_id> pinned,
+                 std::span<const token_id> input, int max_new_tokens, turn_result& out, double t0,
+                 double t_loaded, const queue_view& queue, std::span<const session_id> pinned,
                  std::optional<layer_load>& load, const job* next) {
         turn_metrics& m = out.metrics;
         auto& dev = h_.device();
@@ -477,20 +507,24 @@ private:
         m.recomputed_tokens = static_cast<std::int64_t>(todo.size() - input.size());
         std::vector<session_id> keep(pinned.begin(), pinned.end());
         keep.push_back(session);
-        if (load && !load->pipe) {
-            // Pin the entry being filled: making room must not move it before its copy starts.
-            h_.reserve_on_device(session, room, pinned, queue);
-            start_load(session, *load);
-        } else {
-            h_.reserve_on_device(session, room, pinned, queue);
-        }
-        const bool save = saving_on && cfg_.retain_across_turns;
+        h_.reserve_on_device(session, room, pinned, queue);
+        if constexpr (!simulated)
+            if (load && !load->pipe) start_load(session, *load);
+        const bool save = saving_on && cfg_.retain_across_turns && !simulated;
         std::optional<save_job> sj;
-        if constexpr (saving_on)
+        if constexpr (saving_on && !simulated)
             if (save) sj = begin_save(session, kv_len, load);
-        if constexpr (Save::mode == saving::save_mode::layer_wise)
+        if constexpr (Save::mode == saving::save_mode::layer_wise && !simulated)
             if (sj) copy_base(session, *sj);
         preload_next(next, keep, queue);
+        if constexpr (simulated && Save::mode == saving::save_mode::write_back) {
+            // Without saved copies, every session demoted from the device to make room crossed
+            // the link first, on this job's critical path.
+            b_.transfer(static_cast<double>(h_.stats().bytes_out[0] - device_out_mark_));
+            device_out_mark_ = h_.stats().bytes_out[0];
+        }
+        if constexpr (simulated)
+            return compute_simulated(session, hist, kv_len, todo, max_new_tokens, out, t0, t_loaded, load);
 
         const std::size_t end = hist.size();  // tokens in the device entry after the prefill
         const int layers = g.layers;
@@ -530,9 +564,9 @@ private:
         }
         dev.commit(session, todo);
         token_id next_token = argmax();
-        const auto t_first = clock::now();
-        m.prefill_s = seconds(t_first - t_loaded);
-        m.ttft_s = seconds(t_first - t0);
+        const double t_first = now();
+        m.prefill_s = t_first - t_loaded;
+        m.ttft_s = t_first - t0;
         if (cfg_.record_logits) out.first_logits = logits_;
 
         out.generated.push_back(next_token);
@@ -546,19 +580,63 @@ private:
             next_token = argmax();
             out.generated.push_back(next_token);
         }
-        m.decode_s = seconds(clock::now() - t_first);
+        m.decode_s = now() - t_first;
         m.generated_tokens = static_cast<std::int64_t>(out.generated.size());
         hist.insert(hist.end(), out.generated.begin(), out.generated.end());
 
         dev.shrink_to_fit(session);
         if (sj) {
-            const auto s0 = clock::now();
+            const double s0 = now();
             if constexpr (Save::mode == saving::save_mode::at_turn_end) {
                 copy_base(session, *sj);
                 save_tokens(session, *sj, 0, layers, sj->from, dev.meta(session).tokens.size(), m);
             }
             seal_save(session, *sj);
-            m.save_s += seconds(clock::now() - s0);
+            m.save_s += now() - s0;
+        }
+        if (cfg_.retain_across_turns) h_.touch(session);
+        else h_.drop(session);
+    }
+
+    /// Steps 4-5 on simulated time: the prefill overlapping any load, the decode steps, and a
+    /// synchronous save; the KV bookkeeping is the real engine's.
+    void compute_simulated(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
+                           std::span<const token_id> todo, int max_new_tokens, turn_result& out, double t0,
+                           double t_loaded, std::optional<layer_load>& load) {
+        turn_metrics& m = out.metrics;
+        auto& dev = h_.device();
+        const auto per_token = h_.geometry().kv_bytes_per_token();
+        if (load) {
+            const double head_start = std::max(0.0, t0 - load->started_at);
+            const sim::overlapped_load ol{static_cast<double>(kv_bytes_of(*load->src)), load->from_tier,
+                                          cfg_.preload_buffer_layers, head_start};
+            b_.prefill(static_cast<std::int64_t>(kv_len), static_cast<std::int64_t>(todo.size()), &ol);
+            load.reset();
+        } else {
+            b_.prefill(static_cast<std::int64_t>(kv_len), static_cast<std::int64_t>(todo.size()), nullptr);
+        }
+        dev.commit(session, todo);
+        const double t_first = now();
+        m.prefill_s = t_first - t_loaded;
+        m.ttft_s = t_first - t0;
+        out.generated.assign(static_cast<std::size_t>(max_new_tokens), 0);
+        const std::vector<token_id> fed(static_cast<std::size_t>(max_new_tokens - 1), 0);
+        for (int step = 1; step < max_new_tokens; ++step)
+            b_.decode_step(static_cast<std::int64_t>(dev.meta(session).tokens.size()) + step);
+        dev.commit(session, fed);
+        m.decode_s = now() - t_first;
+        m.generated_tokens = max_new_tokens;
+        hist.insert(hist.end(), out.generated.begin(), out.generated.end());
+        dev.shrink_to_fit(session);
+        if (saving_on && cfg_.retain_across_turns) {
+            // The new tokens leave the device (the first save of a session takes all of it).
+            const std::size_t tokens = dev.meta(session).tokens.size() - kv_len;
+            m.bytes_saved = tokens * per_token;
+            if constexpr (Save::mode == saving::save_mode::at_turn_end) {
+                const double s0 = now();
+                b_.transfer(static_cast<double>(m.bytes_saved));
+                m.save_s = now() - s0;
+            }
         }
         if (cfg_.retain_across_turns) h_.touch(session);
         else h_.drop(session);
@@ -607,6 +685,7 @@ private:
     job_order order_;
     std::uint64_t next_id_ = 0;
     std::unordered_map<session_id, layer_load> pending_;  ///< next jobs' loads started early
+    std::size_t device_out_mark_ = 0;                      ///< device bytes demoted before this point
     // Last: destroyed (joined) first, while everything their copies touch still exists.
     io::copy_stream load_stream_;
     io::copy_stream save_stream_;

@@ -21,6 +21,7 @@ public:
     bool rebase(paged_kv_view<float> kv, std::int64_t first, std::int64_t shift, const rope_table& rope) const {
         if (shift == 0) return true;
         if (shift >= rope.positions()) return false;  // beyond the table: cannot rotate exactly
+        if (!kv.pool) return true;                    // an accounting-only view (the simulator)
         for (std::int64_t t = first; t < kv.tokens; ++t)
             for (int l = 0; l < kv.layers; ++l)
                 for (int h = 0; h < kv.kv_heads; ++h) rope.rotate(kv.k(l, h, t), -shift);
