@@ -1,0 +1,318 @@
+// The simulator's policy comparison at the paper's scale (§ setup in ../shared/PAPER.md): the
+// real engine, hierarchy and policies on simulated time, over a ShareGPT-like trace (or a
+// ShareGPT / BurstGPT file), for the paper's four model shapes. Writes CSV, JSON (with a
+// metadata block), a markdown table file and gnuplot PNGs into --out.
+//   ./build/default/examples/03_sim_experiments --out docs/sim
+#include <CLI/CLI.hpp>
+#include <cachedattn/cachedattn.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#ifndef CACHEDATTN_GIT_REVISION
+#define CACHEDATTN_GIT_REVISION "unknown"
+#endif
+
+namespace ca = cachedattn;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct options {
+    std::string out = "sim-results";
+    std::size_t conversations = 9000, warmup = 10000;
+    double think_s = 60, rate = 1.0;
+    std::string profile = "a100", sharegpt, burstgpt;
+    double hbm_gb_per_gpu = 16;  ///< HBM left for caching across turns, after weights and the running batch
+    double dram_gb = 128, ssd_tb = 10;
+    int batch = 24;
+    bool quick = false;
+};
+
+struct model_setup {
+    ca::model::model_config shape;
+    int gpus;
+};
+
+struct spec {
+    std::string experiment, model, policy;
+    double hbm_gb, dram_gb, ssd_tb, rate;
+    int buffer = 1;
+    bool retain = true;
+};
+
+struct outcome {
+    spec s;
+    ca::sim::replay_result r;
+    double gpu_hours = 0, dollars = 0, prefill_tokens_per_s = 0;
+};
+
+template <class Evict, class Prefetch>
+ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::gpu_profile& base, int batch,
+                           const ca::workload::trace& t, std::size_t warmup) {
+    using H = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::sim_host_tier, ca::tier::sim_file_tier>, Evict,
+                               Prefetch, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
+    auto prof = base;
+    prof.gpus = m.gpus;
+    ca::sim::sim_backend b(m.shape, prof, {.decode_batch = batch});
+    typename H::config c;
+    auto bytes = [](double gb) { return static_cast<std::size_t>(std::max(gb * 1e9, 1.0)); };
+    std::get<0>(c.tiers) = {bytes(s.hbm_gb), 0, true};
+    std::get<1>(c.tiers).capacity_bytes = bytes(s.dram_gb);
+    std::get<2>(c.tiers).capacity_bytes = bytes(s.ssd_tb * 1e3);
+    H h(c, b.geometry(), b.weights_id());
+    ca::engine<H, ca::sim::sim_backend> eng(h, b, {.retain_across_turns = s.retain, .preload_buffer_layers = s.buffer});
+    return ca::sim::replay(t, eng, {.warmup_turns = warmup});
+}
+
+ca::sim::replay_result dispatch(const spec& s, const model_setup& m, const ca::sim::gpu_profile& p, int batch,
+                               const ca::workload::trace& t, std::size_t warmup) {
+    namespace ev = ca::eviction;
+    namespace pf = ca::prefetch;
+    if (s.policy == "cachedattn" || s.policy == "recompute") return run<ev::scheduler_aware, pf::scheduler_aware>(s, m, p, batch, t, warmup);
+    if (s.policy == "lru") return run<ev::lru, pf::none>(s, m, p, batch, t, warmup);
+    if (s.policy == "fifo") return run<ev::fifo, pf::none>(s, m, p, batch, t, warmup);
+    if (s.policy == "arc") return run<ev::arc, pf::none>(s, m, p, batch, t, warmup);
+    if (s.policy == "lfu") return run<ev::lfu, pf::none>(s, m, p, batch, t, warmup);
+    throw ca::config_error("unknown policy " + s.policy);
+}
+
+void progress(std::size_t done, std::size_t total, double elapsed) {
+    if (elapsed < 1.0) return;  // only for runs longer than a second
+    const int width = 40;
+    const int filled = static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total));
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu runs, %.0f s", std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                 std::string(static_cast<std::size_t>(width - filled), '.').c_str(), done, total, elapsed);
+    if (done == total) std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+    options o;
+    CLI::App app{"cachedattn: the paper's experiments on the simulator (same engine and policies, simulated time)"};
+    app.add_option("--out", o.out, "output directory (CSV, JSON, tables.md, PNG plots)");
+    app.add_option("--conversations", o.conversations, "ShareGPT-like conversations")->check(CLI::PositiveNumber);
+    app.add_option("--warmup", o.warmup, "turns that warm the store before measuring");
+    app.add_option("--think", o.think_s, "mean think time between a reply and the next turn (s)")->check(CLI::NonNegativeNumber);
+    app.add_option("--rate", o.rate, "session arrivals per second")->check(CLI::PositiveNumber);
+    app.add_option("--profile", o.profile, "a100, h100, or a JSON profile file (fields of sim::gpu_profile)");
+    app.add_option("--sharegpt", o.sharegpt, "replay a ShareGPT JSON file instead of the generator");
+    app.add_option("--burstgpt", o.burstgpt, "replay a BurstGPT CSV file instead of the generator");
+    app.add_option("--hbm-gb", o.hbm_gb_per_gpu, "HBM per GPU kept for KV across turns (GB)")->check(CLI::NonNegativeNumber);
+    app.add_option("--dram-gb", o.dram_gb, "host DRAM for KV (GB)")->check(CLI::PositiveNumber);
+    app.add_option("--ssd-tb", o.ssd_tb, "SSD for KV (TB)")->check(CLI::PositiveNumber);
+    app.add_option("--batch", o.batch, "decode batch size")->check(CLI::PositiveNumber);
+    app.add_flag("--quick", o.quick, "1/9 of the workload and fewer sweep points (a smoke run)");
+    CLI11_PARSE(app, argc, argv);
+    if (o.quick) {
+        o.conversations = std::min<std::size_t>(o.conversations, 1000);
+        o.warmup = std::min<std::size_t>(o.warmup, 1000);
+    }
+
+    ca::sim::gpu_profile profile = (o.profile == "a100" || o.profile == "h100")
+                                       ? ca::sim::gpu_profile::builtin(o.profile, 1)
+                                       : ca::sim::gpu_profile::load(o.profile, ca::sim::gpu_profile::a100_pcie4(1));
+    auto make_trace = [&](double rate) {
+        if (!o.sharegpt.empty()) return ca::workload::read_sharegpt(o.sharegpt, {.arrival_rate = rate, .mean_think_s = o.think_s});
+        if (!o.burstgpt.empty()) return ca::workload::read_burstgpt(o.burstgpt);
+        ca::workload::sharegpt_like_config wc;
+        wc.conversations = o.conversations;
+        wc.arrival_rate = rate;
+        wc.mean_think_s = o.think_s;
+        return ca::workload::sharegpt_like(wc);
+    };
+    const std::vector<model_setup> models{{ca::model::model_config::llama2_13b(), 2},
+                                          {ca::model::model_config::llama_65b(), 4},
+                                          {ca::model::model_config::llama2_70b(), 4},
+                                          {ca::model::model_config::falcon_40b(), 4}};
+    const double hbm = [&] { return o.hbm_gb_per_gpu; }();
+    std::vector<spec> specs;
+    for (const auto& m : models) {
+        const double h = hbm * m.gpus;
+        specs.push_back({"tiers", m.shape.name, "recompute", h, o.dram_gb, o.ssd_tb, o.rate, 1, false});
+        specs.push_back({"tiers", m.shape.name, "cachedattn", h, 0, 0, o.rate});
+        specs.push_back({"tiers", m.shape.name, "cachedattn", h, o.dram_gb, 0, o.rate});
+        specs.push_back({"tiers", m.shape.name, "cachedattn", h, o.dram_gb, o.ssd_tb, o.rate});
+    }
+    const std::string m13 = models[0].shape.name;
+    const double h13 = hbm * models[0].gpus;
+    const std::vector<std::string> policies{"cachedattn", "lru", "fifo", "arc"};
+    const std::vector<double> drams = o.quick ? std::vector<double>{32, 128} : std::vector<double>{16, 32, 64, 128, 256};
+    const std::vector<double> ssds = o.quick ? std::vector<double>{0.5, 10} : std::vector<double>{0.5, 1, 2.5, 5, 10};
+    for (const auto& p : policies) {
+        for (double d : drams) specs.push_back({"dram", m13, p, h13, d, o.ssd_tb, o.rate});
+        for (double sz : ssds) specs.push_back({"ssd", m13, p, h13, o.dram_gb, sz, o.rate});
+    }
+    for (int k : o.quick ? std::vector<int>{0, 15} : std::vector<int>{0, 1, 2, 4, 8, 15})
+        specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, k});
+    specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, -1});
+    for (double r : o.quick ? std::vector<double>{0.5, 2.0} : std::vector<double>{0.5, 1.0, 1.5, 2.0}) {
+        specs.push_back({"rate", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, r});
+        specs.push_back({"rate", m13, "recompute", h13, o.dram_gb, o.ssd_tb, r, 1, false});
+    }
+
+    fs::create_directories(o.out);
+    std::map<double, ca::workload::trace> traces;
+    std::vector<outcome> results;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        const spec& s = specs[i];
+        if (!traces.contains(s.rate)) traces.emplace(s.rate, make_trace(s.rate));
+        const auto& t = traces.at(s.rate);
+        const auto& m = *std::find_if(models.begin(), models.end(), [&](const model_setup& x) { return x.shape.name == s.model; });
+        outcome out{s, dispatch(s, m, profile, o.batch, t, std::min(o.warmup, t.turns() / 5)), 0, 0, 0};
+        const auto& sum = out.r.measured;
+        out.gpu_hours = out.r.busy_s * m.gpus / 3600.0;
+        const double hours = out.r.simulated_s / 3600.0;
+        out.dollars = out.gpu_hours * profile.gpu_dollars_per_hour + s.dram_gb * hours * profile.dram_dollars_per_gb_hour +
+                      s.ssd_tb * 1e3 * hours * profile.ssd_dollars_per_gb_hour;
+        const double prompt = static_cast<double>(sum.reused_tokens() + sum.recomputed_tokens() + sum.new_tokens());
+        out.prefill_tokens_per_s = sum.total_prefill() > 0 ? prompt / sum.total_prefill() : 0;
+        results.push_back(std::move(out));
+        progress(i + 1, specs.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+
+    // ---- CSV and JSON
+    std::ofstream csv(fs::path(o.out) / "runs.csv");
+    csv << "experiment,model,policy,hbm_gb,dram_gb,ssd_tb,rate,buffer,turns,hit,hit_hbm,hit_dram,hit_ssd,mean_ttft_s,"
+           "p99_ttft_s,prefill_tokens_per_s,gpu_hours,dollars,simulated_s\n";
+    nlohmann::json runs = nlohmann::json::array();
+    for (const auto& r : results) {
+        const auto& m = r.r.measured;
+        const std::string policy = r.s.retain ? r.s.policy : "recompute";
+        csv << fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f},{:.5f},{:.5f},{:.1f},{:.3f},{:.2f},{:.1f}\n",
+                           r.s.experiment, r.s.model, policy, r.s.hbm_gb, r.s.dram_gb, r.s.ssd_tb, r.s.rate, r.s.buffer,
+                           m.turns(), m.hit_rate(), m.hit_rate(0), m.hit_rate(1), m.hit_rate(2), m.mean_ttft(),
+                           m.p99_ttft(), r.prefill_tokens_per_s, r.gpu_hours, r.dollars, r.r.simulated_s);
+        runs.push_back({{"experiment", r.s.experiment}, {"model", r.s.model}, {"policy", policy}, {"hbm_gb", r.s.hbm_gb},
+                        {"dram_gb", r.s.dram_gb}, {"ssd_tb", r.s.ssd_tb}, {"rate", r.s.rate}, {"buffer", r.s.buffer},
+                        {"turns", m.turns()}, {"hit", m.hit_rate()}, {"hit_by_tier", {m.hit_rate(0), m.hit_rate(1), m.hit_rate(2)}},
+                        {"mean_ttft_s", m.mean_ttft()}, {"p99_ttft_s", m.p99_ttft()},
+                        {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"gpu_hours", r.gpu_hours},
+                        {"dollars", r.dollars}, {"simulated_s", r.r.simulated_s}});
+    }
+    const auto& any = traces.at(o.rate);
+    nlohmann::json meta = {{"workload", any.source},
+                           {"conversations", any.conversations.size()},
+                           {"turns", any.turns()},
+                           {"warmup_turns", o.warmup},
+                           {"mean_think_s", o.think_s},
+                           {"profile", profile.name},
+                           {"hbm_gb_per_gpu", o.hbm_gb_per_gpu},
+                           {"decode_batch", o.batch},
+                           {"policies", {"cachedattn = scheduler_aware eviction + scheduler_aware prefetch + decoupled RoPE + drop_oldest + async_save",
+                                         "lru/fifo/arc = that eviction, no prefetch", "recompute = RE (nothing kept)"}},
+                           {"git_revision", CACHEDATTN_GIT_REVISION}};
+    std::ofstream(fs::path(o.out) / "results.json") << nlohmann::json{{"metadata", meta}, {"runs", runs}}.dump(2) << "\n";
+
+    // ---- markdown tables (paper's headline table, our numbers)
+    {
+    std::ofstream md(fs::path(o.out) / "tables.md");
+    md << fmt::format("Generated by `03_sim_experiments{}` at revision {}; workload {} ({} turns, {} warm-up), "
+                      "profile {}, {} GB HBM per GPU for cached KV, decode batch {}.\n\n",
+                      o.quick ? " --quick" : "", CACHEDATTN_GIT_REVISION, any.source, any.turns(), o.warmup,
+                      profile.name, o.hbm_gb_per_gpu, o.batch);
+    md << "| metric | " ;
+    for (const auto& m : models) md << m.shape.name << " | ";
+    md << "\n|---|";
+    for (std::size_t i = 0; i < models.size(); ++i) md << "---|";
+    md << "\n";
+    auto find = [&](const std::string& model, const std::string& policy, double dram, double ssd, bool retain) -> const outcome& {
+        for (const auto& r : results)
+            if (r.s.experiment == "tiers" && r.s.model == model && r.s.policy == policy && r.s.dram_gb == dram &&
+                r.s.ssd_tb == ssd && r.s.retain == retain)
+                return r;
+        throw ca::error("missing run");
+    };
+    auto row = [&](const std::string& name, auto value) {
+        md << "| " << name << " | ";
+        for (const auto& m : models) md << value(m.shape.name) << " | ";
+        md << "\n";
+    };
+    row("hit rate, HBM+DRAM+SSD", [&](const std::string& m) { return fmt::format("{:.1f}%", 100 * find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.measured.hit_rate()); });
+    row("hit rate, HBM+DRAM", [&](const std::string& m) { return fmt::format("{:.1f}%", 100 * find(m, "cachedattn", o.dram_gb, 0, true).r.measured.hit_rate()); });
+    row("hit rate, HBM only", [&](const std::string& m) { return fmt::format("{:.1f}%", 100 * find(m, "cachedattn", 0, 0, true).r.measured.hit_rate()); });
+    row("TTFT reduction vs RE", [&](const std::string& m) {
+        return fmt::format("{:.0f}%", 100 * (1 - find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.measured.mean_ttft() /
+                                                  find(m, "recompute", o.dram_gb, o.ssd_tb, false).r.measured.mean_ttft()));
+    });
+    row("prefill throughput vs RE", [&](const std::string& m) {
+        return fmt::format("{:.1f}x", find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).prefill_tokens_per_s /
+                                          find(m, "recompute", o.dram_gb, o.ssd_tb, false).prefill_tokens_per_s);
+    });
+    row("GPU-time speedup", [&](const std::string& m) {
+        return fmt::format("{:.1f}x", find(m, "recompute", o.dram_gb, o.ssd_tb, false).gpu_hours /
+                                          find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).gpu_hours);
+    });
+    row("cost reduction", [&](const std::string& m) {
+        return fmt::format("{:.0f}%", 100 * (1 - find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).dollars /
+                                                  find(m, "recompute", o.dram_gb, o.ssd_tb, false).dollars));
+    });
+    md << "\nHit rate (LLaMA-2-13B) by DRAM capacity (SSD " << o.ssd_tb << " TB) and by SSD capacity (DRAM " << o.dram_gb << " GB):\n\n";
+    md << "| policy | " ;
+    for (double d : drams) md << d << " GB | ";
+    for (double s : ssds) md << s << " TB | ";
+    md << "\n|---|";
+    for (std::size_t i = 0; i < drams.size() + ssds.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& p : policies) {
+        md << "| " << p << " | ";
+        for (const auto& r : results)
+            if ((r.s.experiment == "dram" || r.s.experiment == "ssd") && r.s.policy == p)
+                md << fmt::format("{:.1f}% | ", 100 * r.r.measured.hit_rate());
+        md << "\n";
+    }
+    md << "\nPre-load buffer (LLaMA-2-13B; -1 = load the whole session before the prefill) and arrival rate:\n\n"
+          "| run | mean TTFT | mean prefill | hit rate |\n|---|---|---|---|\n";
+    for (const auto& r : results)
+        if (r.s.experiment == "buffer" || r.s.experiment == "rate") {
+            const auto& m = r.r.measured;
+            md << fmt::format("| {} {} {} | {:.1f} ms | {:.1f} ms | {:.1f}% |\n", r.s.experiment,
+                              r.s.experiment == "buffer" ? fmt::format("{} layers", r.s.buffer) : fmt::format("{}/s", r.s.rate),
+                              r.s.retain ? "" : "(RE)", 1e3 * m.mean_ttft(), 1e3 * m.total_prefill() / static_cast<double>(m.turns()),
+                              100 * m.hit_rate());
+        }
+    }  // tables.md closed (flushed) here
+
+    // ---- gnuplot
+    const fs::path gp = fs::path(o.out) / "plots.gp";
+    {
+        std::ofstream g(gp);
+        g << "set datafile separator ','\nset terminal pngcairo size 900,560 noenhanced\nset key outside\nset grid\n"
+          << "set ylabel 'hit rate'\nset yrange [0:1]\n";
+        g << "set output '" << (fs::path(o.out) / "hit_vs_dram.png").string() << "'\nset xlabel 'DRAM (GB), LLaMA-2-13B'\nset logscale x\nplot ";
+        for (std::size_t i = 0; i < policies.size(); ++i)
+            g << (i ? ", " : "") << "'" << (fs::path(o.out) / "runs.csv").string() << "' using (strcol(1) eq 'dram' && strcol(3) eq '"
+              << policies[i] << "' ? $5 : 1/0):10 with linespoints title '" << policies[i] << "'";
+        g << "\nset output '" << (fs::path(o.out) / "hit_vs_ssd.png").string() << "'\nset xlabel 'SSD (TB), LLaMA-2-13B'\nplot ";
+        for (std::size_t i = 0; i < policies.size(); ++i)
+            g << (i ? ", " : "") << "'" << (fs::path(o.out) / "runs.csv").string() << "' using (strcol(1) eq 'ssd' && strcol(3) eq '"
+              << policies[i] << "' ? $6 : 1/0):10 with linespoints title '" << policies[i] << "'";
+        g << "\nunset logscale x\nset yrange [0:*]\nset ylabel 'mean TTFT (s)'\n";
+        g << "set output '" << (fs::path(o.out) / "buffer_sweep.png").string()
+          << "'\nset xlabel 'pre-load buffer (layers), LLaMA-2-13B'\nplot '" << (fs::path(o.out) / "runs.csv").string()
+          << "' using (strcol(1) eq 'buffer' && $8 >= 0 ? $8 : 1/0):14 with linespoints title 'cachedattn'\n";
+        g << "set output '" << (fs::path(o.out) / "rate_sweep.png").string()
+          << "'\nset xlabel 'session arrivals per second, LLaMA-2-13B'\nplot '" << (fs::path(o.out) / "runs.csv").string()
+          << "' using (strcol(1) eq 'rate' && strcol(3) eq 'cachedattn' ? $7 : 1/0):14 with linespoints title 'cachedattn', '"
+          << (fs::path(o.out) / "runs.csv").string()
+          << "' using (strcol(1) eq 'rate' && strcol(3) eq 'recompute' ? $7 : 1/0):14 with linespoints title 'recompute (RE)'\n";
+    }
+    const bool plotted = std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + gp.string() + "'").c_str()) == 0;
+    fmt::print("{} runs in {:.1f} s; wrote {}/runs.csv, results.json, tables.md{}\n", results.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), o.out,
+               plotted ? ", *.png" : " and plots.gp (gnuplot missing or it failed: run it on plots.gp)");
+    std::ifstream tables(fs::path(o.out) / "tables.md");
+    fmt::print("\n{}", std::string((std::istreambuf_iterator<char>(tables)), std::istreambuf_iterator<char>()));
+    return 0;
+} catch (const cachedattn::error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
+}
