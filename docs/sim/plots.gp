@@ -1,6 +1,33 @@
 set datafile separator ','
 set terminal pngcairo size 900,560 noenhanced
 set key outside
+set grid y
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set xlabel 'model (paper setup)'
+set yrange [0:*]
+set output 'docs/sim/hit_by_tiers.png'
+set ylabel 'hit rate'
+plot 'docs/sim/models.csv' using 2:xtic(1) title 'HBM only', '' using 3 title 'HBM+DRAM', '' using 4 title 'HBM+DRAM+SSD'
+set output 'docs/sim/ttft_vs_re.png'
+set ylabel 'mean TTFT (s)'
+plot 'docs/sim/models.csv' using 5:xtic(1) title 'recompute (RE)', '' using 6 title 'cachedattn'
+set output 'docs/sim/prefill_throughput.png'
+set ylabel 'prefill throughput (prompt tokens/s)'
+plot 'docs/sim/models.csv' using 7:xtic(1) title 'recompute (RE)', '' using 8 title 'cachedattn'
+set output 'docs/sim/gpu_hours.png'
+set ylabel 'GPU hours'
+plot 'docs/sim/models.csv' using 9:xtic(1) title 'recompute (RE)', '' using 10 title 'cachedattn'
+set output 'docs/sim/cost.png'
+set ylabel 'dollars (GPU + DRAM + SSD, paper prices)'
+plot 'docs/sim/models.csv' using 11:xtic(1) title 'recompute (RE)', '' using 12 title 'cachedattn'
+set style data lines
+unset xlabel
+set grid
+set datafile separator ','
+set terminal pngcairo size 900,560 noenhanced
+set key outside
 set grid
 set ylabel 'hit rate'
 set yrange [0:1]
