@@ -178,9 +178,10 @@ private:
     };
     /// Bytes of KV an entry stands for (accounting-only entries carry none).
     std::size_t kv_bytes_of(const kv_entry& e) const {
-        if constexpr (simulated) return e.meta.tokens.size() * h_.geometry().kv_bytes_per_token();
+        if constexpr (simulated) return kv_bytes_of(e.meta);
         else return e.data.size();
     }
+    std::size_t kv_bytes_of(const kv_meta& m) const { return m.tokens.size() * h_.geometry().kv_bytes_per_token(); }
 
     turn_result run_job(session_id session, std::span<const token_id> input, int max_new_tokens,
                         const queue_view& queue, std::span<const session_id> pinned, const job* next = nullptr) {
@@ -259,7 +260,7 @@ private:
                 if (have) m.hit_tier = *where;
                 if constexpr (simulated) {
                     if (have && *where > 0) {  // the whole session over the link (and off the SSD) first
-                        m.bytes_loaded = h_.device().meta(session).tokens.size() * h_.geometry().kv_bytes_per_token();
+                        m.bytes_loaded = kv_bytes_of(h_.device().meta(session));
                         if (*where >= 2) b_.ssd_read(static_cast<double>(m.bytes_loaded));
                         b_.transfer(static_cast<double>(m.bytes_loaded));
                     }
@@ -391,10 +392,10 @@ private:
         if (need > h_.device().capacity_bytes() || !h_.plan_room(0, need, pinned, queue)) return;
         auto staged = h_.promote_staged(s, keep, queue);
         if (!staged) return;  // damaged: its turn will see a miss
-        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where, now()};
+        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
         if constexpr (simulated) {
             if (*where >= 2) b_.ssd_read(static_cast<double>(kv_bytes_of(*l.src)));  // read here, as the real engine does
-            l.started_at = now();
+            l.started_at = now();  // the link copy can start once the read is done
         } else {
             start_load(s, l);
         }

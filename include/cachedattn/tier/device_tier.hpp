@@ -223,11 +223,9 @@ public:
         n = std::min(n, size - first);
         if (n == 0) return;
         if (first == 0) return truncate_front(s, n);
-        if (!pool_) {
-        } else if (g_.type == dtype::f32) {
-            move_down<float>(s, first, n, size);
-        } else {
-            move_down<std::uint16_t>(s, first, n, size);
+        if (pool_) {  // accounting-only: no KV to move
+            if (g_.type == dtype::f32) move_down<float>(s, first, n, size);
+            else move_down<std::uint16_t>(s, first, n, size);
         }
         r.meta.tokens.erase(r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(first),
                             r.meta.tokens.begin() + static_cast<std::ptrdiff_t>(first + n));
