@@ -22,6 +22,13 @@ if(CACHEDATTN_HAS_CUDA AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/CMakeLists
     set(CMAKE_CUDA_ARCHITECTURES 80 90)  # never "native": build machines have no GPU
   endif()
   enable_language(CUDA)
+  # CMake 3.25 knows nvcc's flags up to C++17; nvcc 12+ takes -std=c++20.
+  if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  endif()
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   add_subdirectory(${CMAKE_CURRENT_SOURCE_DIR}/kernels ${CMAKE_CURRENT_BINARY_DIR}/kernels)
   message(STATUS "cachedattn: CUDA backend ON (${CMAKE_CUDA_COMPILER})")
 elseif(CACHEDATTN_HAS_CUDA)

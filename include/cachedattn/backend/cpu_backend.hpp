@@ -21,20 +21,7 @@ public:
     model_geometry geometry() const { return model_.geometry(); }
     /// Identity of the weights for the cache fingerprint: the seed and every shape field the
     /// geometry does not carry (so two models that differ only in dim or theta never share KV).
-    std::uint64_t weights_id() const noexcept {
-        const auto& c = model_.config();
-        std::uint64_t h = model_.weights_id();
-        auto mix = [&h](std::uint64_t v) {
-            h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-        };
-        mix(static_cast<std::uint64_t>(c.vocab));
-        mix(static_cast<std::uint64_t>(c.dim));
-        mix(static_cast<std::uint64_t>(c.ffn_dim));
-        mix(static_cast<std::uint64_t>(c.context_window));
-        mix(std::bit_cast<std::uint32_t>(c.rope_theta));
-        mix(std::bit_cast<std::uint32_t>(c.norm_eps));
-        return h;
-    }
+    std::uint64_t weights_id() const noexcept { return model::weights_identity(model_.config(), model_.weights_id()); }
     int vocab() const noexcept { return model_.config().vocab; }
     std::int64_t context_window() const noexcept { return model_.config().context_window; }
     const rope_table& rope() const noexcept { return model_.rope(); }

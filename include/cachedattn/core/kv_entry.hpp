@@ -48,6 +48,8 @@ struct paged_kv_view {
     int layers = 0, kv_heads = 0, head_dim = 0, block_tokens = 0;
     int first_offset = 0;
     std::int64_t tokens = 0;  // tokens currently valid
+    /// The pool is GPU memory: kernels read it, the host must not (tier::pool_memory).
+    bool device_memory = false;
 
     std::int64_t capacity() const noexcept {
         return static_cast<std::int64_t>(table_size) * block_tokens - first_offset;

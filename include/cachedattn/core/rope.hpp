@@ -61,6 +61,9 @@ public:
         }
     }
     rope_params params() const noexcept { return params_; }
+    /// The raw tables, `[position][head_dim/2]` (what GPU kernels upload).
+    const std::vector<float>& cos_table() const noexcept { return cos_; }
+    const std::vector<float>& sin_table() const noexcept { return sin_; }
 
 private:
     int half_ = 0;

@@ -2,6 +2,7 @@
 /// @file
 /// @brief fp32 weights of a LLaMA-architecture model, generated deterministically from a seed.
 /// Matrices are row-major `[out][in]`, so every output is one contiguous dot product.
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -73,5 +74,20 @@ struct weights {
         return w;
     }
 };
+
+/// Identity of a model's weights for the cache fingerprint: the seed and every shape field the
+/// geometry does not carry (so two models that differ only in dim or theta never share KV).
+/// Backends that generate the same weights from the same seed (cpu, cuda) agree on it.
+inline std::uint64_t weights_identity(const model_config& c, std::uint64_t seed) noexcept {
+    std::uint64_t h = seed;
+    auto mix = [&h](std::uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    mix(static_cast<std::uint64_t>(c.vocab));
+    mix(static_cast<std::uint64_t>(c.dim));
+    mix(static_cast<std::uint64_t>(c.ffn_dim));
+    mix(static_cast<std::uint64_t>(c.context_window));
+    mix(std::bit_cast<std::uint32_t>(c.rope_theta));
+    mix(std::bit_cast<std::uint32_t>(c.norm_eps));
+    return h;
+}
 
 }  // namespace cachedattn::model

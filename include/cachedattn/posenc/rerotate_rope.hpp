@@ -22,6 +22,7 @@ public:
         if (shift == 0) return true;
         if (shift >= rope.positions()) return false;  // beyond the table: cannot rotate exactly
         if (!kv.pool) return true;                    // an accounting-only view (the simulator)
+        if (kv.device_memory) return false;           // no host pass over HBM: recompute instead
         for (std::int64_t t = first; t < kv.tokens; ++t)
             for (int l = 0; l < kv.layers; ++l)
                 for (int h = 0; h < kv.kv_heads; ++h) rope.rotate(kv.k(l, h, t), -shift);

@@ -15,6 +15,7 @@
 #include "cachedattn/core/error.hpp"
 #include "cachedattn/tier/concept.hpp"
 #include "cachedattn/tier/detail/aligned_buffer.hpp"
+#include "cachedattn/tier/pool_memory.hpp"
 #include "cachedattn/tier/detail/link_model.hpp"
 
 namespace cachedattn::tier {
@@ -31,6 +32,9 @@ public:
         /// block tables, charges and capacity behave as usual; views have no memory behind
         /// them, entries moved out carry no payload, and copies are not made.
         bool accounting_only = false;
+        /// Where the pool lives (null: host memory). The CUDA backend passes
+        /// cuda::device_memory(): the pool is then HBM and every copy goes through the runtime.
+        std::shared_ptr<const pool_memory> memory;
     };
     static constexpr std::string_view name = "device";
 
@@ -48,7 +52,10 @@ public:
                                std::to_string(block_bytes_) + " bytes)");
         if (blocks > static_cast<std::size_t>(INT32_MAX))
             throw config_error("device_tier: more than 2^31 blocks; raise block_tokens");
-        if (!c.accounting_only) pool_ = detail::aligned_bytes(blocks * block_bytes_);
+        if (!c.accounting_only) {
+            mem_ = c.memory ? c.memory : host_memory();
+            pool_ = pool_ptr(mem_->allocate(blocks * block_bytes_), detail::pool_deleter{mem_.get()});
+        }
         free_.resize(blocks);
         // Hand out low block numbers first (pop from the back).
         for (std::size_t i = 0; i < blocks; ++i) free_[i] = static_cast<std::int32_t>(blocks - 1 - i);
@@ -71,9 +78,12 @@ public:
         require(e.data.size() == (pool_ ? blocks * block_bytes_ : 0), "put of an entry with a malformed payload");
         resident r;
         r.table = allocate(blocks);
-        if (pool_)
+        if (pool_) {
+            std::vector<copy_op> ops(blocks);
             for (std::size_t b = 0; b < blocks; ++b)
-                std::memcpy(block(r.table[b]), e.data.data() + b * block_bytes_, block_bytes_);
+                ops[b] = {block(r.table[b]), e.data.data() + b * block_bytes_, block_bytes_};
+            mem_->to_pool(ops);
+        }
         link_.host_to_device(blocks * block_bytes_);
         r.meta = std::move(e.meta);
         const session_id s = r.meta.session;
@@ -119,9 +129,12 @@ public:
         const std::size_t run = 2 * g_.block_half_layer_elems() * size_of(g_.type);
         const std::size_t off = static_cast<std::size_t>(layer) * run;
         const std::size_t n = src.meta.blocks(g_);
-        if (pool_)
+        if (pool_) {
+            std::vector<copy_op> ops(n);
             for (std::size_t b = 0; b < n; ++b)
-                std::memcpy(block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run);
+                ops[b] = {block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run};
+            mem_->to_pool(ops);
+        }
         link_.host_to_device(n * run);
     }
 
@@ -139,17 +152,19 @@ public:
         const std::size_t head_run = bt * row;
         const std::size_t layer_off = static_cast<std::size_t>(layer) * 2 * g_.block_half_layer_elems() * elem;
         std::size_t bytes = 0;
+        std::vector<copy_op> ops;
         for (std::size_t t = first; t < last && pool_;) {
             const std::size_t slot = first_offset + t;
             const std::size_t b = slot / bt, in = slot % bt;
             const std::size_t n = std::min(bt - in, last - t);  // tokens of this block
             for (std::size_t kvh = 0; kvh < 2 * static_cast<std::size_t>(g_.kv_heads); ++kvh) {
                 const std::size_t off = b * block_bytes_ + layer_off + kvh * head_run + in * row;
-                std::memcpy(dst.data.data() + off, block(blocks[b]) + (off - b * block_bytes_), n * row);
+                ops.push_back({dst.data.data() + off, block(blocks[b]) + (off - b * block_bytes_), n * row});
             }
             bytes += 2 * static_cast<std::size_t>(g_.kv_heads) * n * row;
             t += n;
         }
+        if (!ops.empty()) mem_->from_pool(ops);
         link_.device_to_host(bytes);
     }
 
@@ -177,6 +192,7 @@ public:
         resident& r = get(s);
         paged_kv_view<float> v;
         v.pool = pool_.get();
+        v.device_memory = mem_ && mem_->device_resident();
         v.table = r.table.data();
         v.table_size = r.table.size();
         v.block_bytes = block_bytes_;
@@ -301,8 +317,9 @@ private:
             for (int l = 0; l < g_.layers; ++l)
                 for (int kv = 0; kv < 2; ++kv)
                     for (int h = 0; h < g_.kv_heads; ++h)
-                        std::memcpy(v.at(l, kv, h, static_cast<std::int64_t>(t)),
-                                    v.at(l, kv, h, static_cast<std::int64_t>(t + n)), bytes);
+                        mem_->within_pool(reinterpret_cast<std::byte*>(v.at(l, kv, h, static_cast<std::int64_t>(t))),
+                                          reinterpret_cast<const std::byte*>(v.at(l, kv, h, static_cast<std::int64_t>(t + n))),
+                                          bytes);
     }
     kv_entry copy_out(const resident& r) const {
         kv_entry e;
@@ -310,8 +327,10 @@ private:
         const std::size_t blocks = r.meta.blocks(g_);
         if (!pool_) return e;
         e.data.resize(blocks * block_bytes_);
+        std::vector<copy_op> ops(blocks);
         for (std::size_t b = 0; b < blocks; ++b)
-            std::memcpy(e.data.data() + b * block_bytes_, block(r.table[b]), block_bytes_);
+            ops[b] = {e.data.data() + b * block_bytes_, block(r.table[b]), block_bytes_};
+        mem_->from_pool(ops);
         link_.device_to_host(blocks * block_bytes_);
         return e;
     }
@@ -321,7 +340,9 @@ private:
     std::size_t capacity_;
     std::size_t total_blocks_ = 0;
     mutable detail::link_model link_;
-    std::unique_ptr<std::byte, detail::free_deleter> pool_;
+    using pool_ptr = std::unique_ptr<std::byte, detail::pool_deleter>;
+    std::shared_ptr<const pool_memory> mem_;  // outlives pool_ (declared first)
+    pool_ptr pool_;
     std::vector<std::int32_t> free_;
     std::unordered_map<session_id, resident> res_;
 };

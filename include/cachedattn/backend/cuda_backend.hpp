@@ -1,0 +1,52 @@
+#pragma once
+/// @file
+/// @brief The cuda backend: the same model as the cpu backend (same seed, same weights, rounded
+/// to f16/bf16) on the GPU, over a device tier whose pool is HBM. Needs the cachedattn::cuda
+/// target (built when CMake finds nvcc); the engine, hierarchy and policies are unchanged.
+///
+///     backend::cuda_backend b(cfg_f16, seed);
+///     H h({.tiers = {device_tier::config{.capacity_bytes = hbm, .memory = cuda::device_memory()},
+///                    host, file}}, b.geometry(), b.weights_id());
+///     engine eng(h, b);
+#include <functional>
+#include <utility>
+
+#include "cachedattn/backend/concept.hpp"
+#include "cachedattn/cuda/runtime.hpp"
+#include "cachedattn/cuda/transformer.hpp"
+#include "cachedattn/model/weights.hpp"
+
+namespace cachedattn::backend {
+
+class cuda_backend {
+public:
+    static constexpr std::string_view name = "cuda";
+
+    explicit cuda_backend(const model::model_config& c, std::uint64_t seed = 1, cuda::transformer_options o = {})
+        : seed_(seed), model_(c, seed, o) {}
+
+    model_geometry geometry() const { return model_.config().geometry(); }
+    std::uint64_t weights_id() const noexcept { return model::weights_identity(model_.config(), seed_); }
+    int vocab() const noexcept { return model_.config().vocab; }
+    std::int64_t context_window() const noexcept { return model_.config().context_window; }
+    const rope_table& rope() const noexcept { return model_.rope(); }
+    cuda::transformer& model() noexcept { return model_; }
+
+    void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
+                 std::span<float> logits) {
+        model_.forward(kv, tokens, keys_pre_rope, logits);
+    }
+    /// With the engine's per-layer hook (layer-wise pre-loading and saving).
+    template <class BeforeLayer>
+    void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
+                 std::span<float> logits, BeforeLayer&& before_layer) {
+        model_.forward(kv, tokens, keys_pre_rope, logits, std::function<void(int)>(std::ref(before_layer)));
+    }
+
+private:
+    std::uint64_t seed_;
+    cuda::transformer model_;
+};
+static_assert(model_backend<cuda_backend>);
+
+}  // namespace cachedattn::backend

@@ -1,0 +1,118 @@
+#pragma once
+/// @file
+/// @brief The small CUDA runtime pieces the backend is built from: error checks, owned device
+/// and pinned buffers, streams and events, and the device tier's HBM pool memory.
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "cachedattn/core/error.hpp"
+#include "cachedattn/tier/pool_memory.hpp"
+
+namespace cachedattn::cuda {
+
+/// Throws cachedattn::error naming `what` and the CUDA error.
+void check(cudaError_t e, const char* what);
+/// GPUs usable by this process (0 without a driver or device: GPU tests then skip).
+int device_count() noexcept;
+/// "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" for reports.
+std::string device_description(int device = 0);
+
+/// An owned cudaMalloc allocation.
+class device_buffer {
+public:
+    device_buffer() = default;
+    explicit device_buffer(std::size_t bytes);
+    ~device_buffer();
+    device_buffer(device_buffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+    device_buffer& operator=(device_buffer&& o) noexcept {
+        std::swap(p_, o.p_);
+        std::swap(n_, o.n_);
+        return *this;
+    }
+    void* get() const noexcept { return p_; }
+    template <class T>
+    T* as() const noexcept { return static_cast<T*>(p_); }
+    std::size_t size() const noexcept { return n_; }
+    /// Grows (contents lost) so that at least `bytes` fit.
+    void reserve(std::size_t bytes);
+
+private:
+    void* p_ = nullptr;
+    std::size_t n_ = 0;
+};
+
+/// An owned cudaHostAlloc (pinned) allocation: host memory the copy engines read directly.
+class pinned_buffer {
+public:
+    pinned_buffer() = default;
+    explicit pinned_buffer(std::size_t bytes);
+    ~pinned_buffer();
+    pinned_buffer(pinned_buffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+    pinned_buffer& operator=(pinned_buffer&& o) noexcept {
+        std::swap(p_, o.p_);
+        std::swap(n_, o.n_);
+        return *this;
+    }
+    std::byte* data() const noexcept { return static_cast<std::byte*>(p_); }
+    std::size_t size() const noexcept { return n_; }
+
+private:
+    void* p_ = nullptr;
+    std::size_t n_ = 0;
+};
+
+/// An owned non-blocking stream (it never synchronises with the legacy default stream).
+class stream {
+public:
+    stream();
+    ~stream();
+    stream(const stream&) = delete;
+    stream& operator=(const stream&) = delete;
+    cudaStream_t get() const noexcept { return s_; }
+    void synchronize() const;
+
+private:
+    cudaStream_t s_ = nullptr;
+};
+
+/// An owned event without timing (cheap to record and wait on).
+class event {
+public:
+    explicit event(bool timing = false);
+    ~event();
+    event(const event&) = delete;
+    event& operator=(const event&) = delete;
+    cudaEvent_t get() const noexcept { return e_; }
+    void record(cudaStream_t s);
+    void synchronize() const;
+
+private:
+    cudaEvent_t e_ = nullptr;
+};
+
+/// The device tier's pool in HBM. Copies run on the calling thread's own stream
+/// (cudaStreamPerThread) and are waited for, so the engine's loader and saver threads copy
+/// concurrently with the compute stream and with each other.
+class device_pool_memory final : public tier::pool_memory {
+public:
+    using tier::pool_memory::from_pool;
+    using tier::pool_memory::to_pool;
+    std::string_view name() const noexcept override { return "cuda"; }
+    bool device_resident() const noexcept override { return true; }
+    std::byte* allocate(std::size_t bytes) const override;
+    void deallocate(std::byte* p) const noexcept override;
+    void to_pool(std::byte* dst, const std::byte* src, std::size_t n) const override;
+    void from_pool(std::byte* dst, const std::byte* src, std::size_t n) const override;
+    void within_pool(std::byte* dst, const std::byte* src, std::size_t n) const override;
+    void to_pool(std::span<const tier::copy_op> ops) const override;
+    void from_pool(std::span<const tier::copy_op> ops) const override;
+};
+
+/// The shared instance to put in device_tier::config::memory.
+std::shared_ptr<const tier::pool_memory> device_memory();
+
+}  // namespace cachedattn::cuda

@@ -1,0 +1,378 @@
+// Fused paged attention with RoPE applied as operands are read (FlashAttention-2 style online
+// softmax, register-resident output, mma.sync m16n8k16 with f32 accumulation).
+//
+// One CTA = 4 warps = 64 query rows of one (sequence, kv head, key split). A row is a (new
+// token, query head of this kv head's group) pair, so GQA groups share every K/V tile and
+// decode (one token, `group` heads) still feeds the tensor cores. Per 64-key tile: K is read
+// and V are copied from their pool blocks into shared memory with cp.async (the next tile is in
+// flight while this one is computed); keys stored pre-RoPE are rotated in shared memory at their
+// positions once they land; fragments come from ldmatrix (.trans for V, so no transposed copy
+// exists). Shared rows are padded by 8 elements so ldmatrix hits 32 different banks.
+#include <cfloat>
+#include <type_traits>
+
+#include "cachedattn/cuda/kernels.hpp"
+#include "common.cuh"
+
+namespace cachedattn::cuda::kernels {
+namespace {
+
+using detail::elem;
+
+constexpr int kWarps = 4;
+constexpr int kBM = 16 * kWarps;  // query rows per CTA
+constexpr int kBN = 64;           // keys per tile
+constexpr int kPad = 8;
+
+template <class T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                         std::uint32_t b1) {
+    if constexpr (std::is_same_v<T, __half>) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+
+/// Double-buffered K and V tiles, both row-major [key][head_dim] (V is transposed on the way
+/// into the PV product by ldmatrix.trans, not in memory).
+template <class T, int HD>
+struct smem_layout {
+    T k[2][kBN][HD + kPad];
+    T v[2][kBN][HD + kPad];
+};
+static_assert(kBM <= kBN, "Q is staged in one K buffer");
+
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/// 16 bytes global -> shared without registers; `bytes` 0 writes zeros (keys past the end).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int bytes) {
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* smem) {
+    const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* smem) {
+    const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+template <class T, int HD>
+__global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    auto& sm = *reinterpret_cast<smem_layout<T, HD>*>(smem_raw);
+    constexpr int half = HD / 2;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = blockIdx.y;
+    const int b = blockIdx.z / a.splits, split = blockIdx.z % a.splits;
+    const attn_seq seq = a.seqs[b];
+    const int group = a.heads / a.kv_heads;
+    const int rows = seq.n * group;
+    const int m0 = blockIdx.x * kBM;
+    if (m0 >= rows) return;
+
+    const std::int64_t keys = seq.base + seq.n;
+    // This split's key range, in whole tiles.
+    const std::int64_t per_split = ((keys + a.splits - 1) / a.splits + kBN - 1) / kBN * kBN;
+    const std::int64_t kbeg = split * per_split;
+    const std::int64_t kend = min(keys, kbeg + per_split);
+    // The last row of the tile sees the most keys.
+    const int last_row = min(rows, m0 + kBM) - 1;
+    const std::int64_t kstop = min(kend, seq.base + last_row / group + 1);
+
+    const T* pool = static_cast<const T*>(a.pool);
+    const std::size_t head_stride = static_cast<std::size_t>(a.block_tokens) * HD;
+    const std::size_t v_offset = static_cast<std::size_t>(a.kv_heads) * head_stride;  // V follows K in a layer
+    const std::size_t layer_head = (static_cast<std::size_t>(a.layer) * 2 * a.kv_heads + g) * head_stride;
+
+    // Issues the copies of tile `kt` into buffer `buf` (K and V, zeros past kstop).
+    auto load_tile = [&](std::int64_t kt, int buf) {
+        for (int it = tid; it < kBN * (HD / 8); it += kWarps * 32) {
+            const int j = it / (HD / 8), d0 = (it % (HD / 8)) * 8;
+            const std::int64_t t = kt + j;
+            const T* src = pool;
+            int bytes = 0;
+            if (t < kstop) {
+                const std::int64_t slot = seq.first_offset + t;
+                src = pool + static_cast<std::size_t>(seq.table[slot / a.block_tokens]) * a.block_elems + layer_head +
+                      static_cast<std::size_t>(slot % a.block_tokens) * HD + d0;
+                bytes = 16;
+            }
+            cp_async16(&sm.k[buf][j][d0], src, bytes);
+            cp_async16(&sm.v[buf][j][d0], bytes ? src + v_offset : src, bytes);
+        }
+        cp_async_commit();
+    };
+    if (kbeg < kstop) load_tile(kbeg, 0);
+
+    // ---- Q tile -> shared (rotated to its position; staged in K buffer 1) -> registers
+    const T* q = static_cast<const T*>(a.q);
+    for (int it = tid; it < kBM * (half / 8); it += kWarps * 32) {
+        const int r = it / (half / 8), d0 = (it % (half / 8)) * 8;
+        float lo[8] = {}, hi[8] = {};
+        if (m0 + r < rows) {
+            const int i = (m0 + r) / group, hq = g * group + (m0 + r) % group;
+            const T* src = q + (static_cast<std::size_t>(seq.q_row + i) * a.heads + hq) * HD;
+            detail::load8(src + d0, lo);
+            detail::load8(src + d0 + half, hi);
+            if (a.rope_q) {
+                const std::size_t row = static_cast<std::size_t>(seq.base + i) * half + d0;
+                detail::rotate8(lo, hi, a.rope_cos + row, a.rope_sin + row);
+            }
+        }
+        detail::store8(&sm.k[1][r][d0], lo);
+        detail::store8(&sm.k[1][r][d0 + half], hi);
+    }
+    __syncthreads();
+    const int ra = warp * 16 + lane / 4, rb = ra + 8;  // this thread's two rows in the tile
+    const int cq = (lane % 4) * 2;
+    std::uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+        qa[kk][0] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][ra][kk * 16 + cq]);
+        qa[kk][1] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][rb][kk * 16 + cq]);
+        qa[kk][2] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][ra][kk * 16 + cq + 8]);
+        qa[kk][3] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][rb][kk * 16 + cq + 8]);
+    }
+    __syncthreads();  // buffer 1 is free for tile 1
+    const bool warp_live = m0 + warp * 16 < rows;
+    // Exclusive key limits of the two rows (0 for padding rows: they see nothing).
+    const std::int64_t lim_a = m0 + ra < rows ? seq.base + (m0 + ra) / group + 1 : 0;
+    const std::int64_t lim_b = m0 + rb < rows ? seq.base + (m0 + rb) / group + 1 : 0;
+    const float scale = (a.scale > 0 ? a.scale : rsqrtf(static_cast<float>(HD))) * 1.4426950408889634f;
+    // ldmatrix addresses: lane l feeds row (l % 8) of 8x8 matrix (l / 8).
+    const int lm = lane / 8, lr = lane % 8;
+
+    float o[HD / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+
+    int buf = 0;
+    for (std::int64_t kt = kbeg; kt < kstop; kt += kBN, buf ^= 1) {
+        if (kt + kBN < kstop) {
+            load_tile(kt + kBN, buf ^ 1);  // in flight while this tile is computed
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (a.rope_k) {  // rotate the landed keys in place, each at its own position
+            for (int it = tid; it < kBN * (half / 8); it += kWarps * 32) {
+                const int j = it / (half / 8), d0 = (it % (half / 8)) * 8;
+                const std::int64_t t = kt + j;
+                if (t >= kstop) continue;
+                float lo[8], hi[8];
+                detail::load8(&sm.k[buf][j][d0], lo);
+                detail::load8(&sm.k[buf][j][d0 + half], hi);
+                const std::size_t row = static_cast<std::size_t>(t) * half + d0;
+                detail::rotate8(lo, hi, a.rope_cos + row, a.rope_sin + row);
+                detail::store8(&sm.k[buf][j][d0], lo);
+                detail::store8(&sm.k[buf][j][d0 + half], hi);
+            }
+            __syncthreads();
+        }
+        if (warp_live) {
+            float s[kBN / 8][4];
+#pragma unroll
+            for (int nt = 0; nt < kBN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; ++kk)
+#pragma unroll
+                for (int nt = 0; nt < kBN / 8; nt += 2) {
+                    // Keys nt*8.. (+8 for matrices 2, 3), dims kk*16 (+8 for matrices 1, 3).
+                    std::uint32_t kb[4];
+                    ldmatrix_x4(kb, &sm.k[buf][nt * 8 + (lm / 2) * 8 + lr][kk * 16 + (lm % 2) * 8]);
+                    mma16816<T>(s[nt], qa[kk], kb[0], kb[1]);
+                    mma16816<T>(s[nt + 1], qa[kk], kb[2], kb[3]);
+                }
+            float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const std::int64_t key = kt + nt * 8 + cq + e;
+                    s[nt][e] = key < lim_a && key < kend ? s[nt][e] * scale : -INFINITY;
+                    s[nt][2 + e] = key < lim_b && key < kend ? s[nt][2 + e] * scale : -INFINITY;
+                    mx_a = fmaxf(mx_a, s[nt][e]);
+                    mx_b = fmaxf(mx_b, s[nt][2 + e]);
+                }
+            const float mn_a = fmaxf(m_a, quad_max(mx_a)), mn_b = fmaxf(m_b, quad_max(mx_b));
+            const float al_a = m_a == -INFINITY ? 0.f : exp2f(m_a - mn_a);
+            const float al_b = m_b == -INFINITY ? 0.f : exp2f(m_b - mn_b);
+            m_a = mn_a;
+            m_b = mn_b;
+            float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    s[nt][e] = s[nt][e] == -INFINITY ? 0.f : exp2f(s[nt][e] - mn_a);
+                    s[nt][2 + e] = s[nt][2 + e] == -INFINITY ? 0.f : exp2f(s[nt][2 + e] - mn_b);
+                    sum_a += s[nt][e];
+                    sum_b += s[nt][2 + e];
+                }
+            l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced at the end
+            l_b = l_b * al_b + sum_b;
+#pragma unroll
+            for (int nt = 0; nt < HD / 8; ++nt) {
+                o[nt][0] *= al_a;
+                o[nt][1] *= al_a;
+                o[nt][2] *= al_b;
+                o[nt][3] *= al_b;
+            }
+            // P (the S accumulators of two adjacent key octets) is exactly an A fragment.
+#pragma unroll
+            for (int j = 0; j < kBN / 16; ++j) {
+                const std::uint32_t pa[4] = {elem<T>::pack(s[2 * j][0], s[2 * j][1]),
+                                             elem<T>::pack(s[2 * j][2], s[2 * j][3]),
+                                             elem<T>::pack(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                             elem<T>::pack(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+                for (int nt = 0; nt < HD / 8; nt += 2) {
+                    // Keys j*16 (+8 for matrices 1, 3), dims nt*8 (+8 for matrices 2, 3), transposed.
+                    std::uint32_t vb[4];
+                    ldmatrix_x4_trans(vb, &sm.v[buf][j * 16 + (lm % 2) * 8 + lr][nt * 8 + (lm / 2) * 8]);
+                    mma16816<T>(o[nt], pa, vb[0], vb[1]);
+                    mma16816<T>(o[nt + 1], pa, vb[2], vb[3]);
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with `buf` before the next iteration refills it
+    }
+    if (!warp_live) return;
+    l_a = quad_sum(l_a);
+    l_b = quad_sum(l_b);
+    const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
+    const std::int64_t rows_total = a.tokens * a.heads;
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+        const int r = hr == 0 ? ra : rb;
+        if (m0 + r >= rows) continue;
+        const int i = (m0 + r) / group, hq = g * group + (m0 + r) % group;
+        const std::int64_t grow = (seq.q_row + i) * a.heads + hq;
+        const float inv = hr == 0 ? inv_a : inv_b;
+        if (a.splits == 1) {
+            T* dst = static_cast<T*>(a.o) + static_cast<std::size_t>(grow) * HD;
+#pragma unroll
+            for (int nt = 0; nt < HD / 8; ++nt)
+                *reinterpret_cast<std::uint32_t*>(dst + nt * 8 + cq) =
+                    elem<T>::pack(o[nt][2 * hr] * inv, o[nt][2 * hr + 1] * inv);
+        } else {
+            float* po = a.workspace + (static_cast<std::size_t>(split) * rows_total + grow) * HD;
+#pragma unroll
+            for (int nt = 0; nt < HD / 8; ++nt)
+                *reinterpret_cast<float2*>(po + nt * 8 + cq) = make_float2(o[nt][2 * hr] * inv, o[nt][2 * hr + 1] * inv);
+            if (lane % 4 == 0) {
+                float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD +
+                            (static_cast<std::size_t>(split) * rows_total + grow) * 2;
+                ml[0] = hr == 0 ? m_a : m_b;
+                ml[1] = hr == 0 ? l_a : l_b;
+            }
+        }
+    }
+}
+
+/// A split whose CTA returned early (no rows, or no keys in range) leaves its partial
+/// unwritten; every split that covers a row's keys writes it, so merging reads only splits
+/// with keys: split s covers keys from s * per_split, visible to the row if below its limit.
+template <class T, int HD>
+__global__ void merge_splits_kernel(attention_args a) {
+    const std::int64_t rows_total = a.tokens * a.heads;
+    const int b = blockIdx.y;
+    const attn_seq seq = a.seqs[b];
+    const std::int64_t local = blockIdx.x;  // row within this sequence: token * heads + head
+    if (local >= static_cast<std::int64_t>(seq.n) * a.heads) return;
+    const int i = static_cast<int>(local / a.heads);
+    const std::int64_t grow = seq.q_row * a.heads + local;
+    const std::int64_t keys = seq.base + seq.n;
+    const std::int64_t per_split = ((keys + a.splits - 1) / a.splits + kBN - 1) / kBN * kBN;
+    const std::int64_t lim = seq.base + i + 1;
+    const float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD;
+    float mx = -INFINITY;
+    for (int s = 0; s < a.splits && s * per_split < lim; ++s)
+        mx = fmaxf(mx, ml[(static_cast<std::size_t>(s) * rows_total + grow) * 2]);
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        float num = 0.f, den = 0.f;
+        for (int s = 0; s < a.splits && s * per_split < lim; ++s) {
+            const std::size_t at = static_cast<std::size_t>(s) * rows_total + grow;
+            const float m = ml[at * 2], l = ml[at * 2 + 1];
+            if (m == -INFINITY) continue;
+            const float w = l * exp2f(m - mx);
+            num += w * a.workspace[at * HD + d];
+            den += w;
+        }
+        static_cast<T*>(a.o)[static_cast<std::size_t>(grow) * HD + d] = elem<T>::from(den > 0.f ? num / den : 0.f);
+    }
+}
+
+template <class T, int HD>
+void launch(const attention_args& a, cudaStream_t stream) {
+    const int group = a.heads / a.kv_heads;
+    const dim3 grid((a.max_new * group + kBM - 1) / kBM, a.kv_heads, a.batch * a.splits);
+    constexpr int smem = sizeof(smem_layout<T, HD>);
+    static bool configured = [] {
+        detail::check(cudaFuncSetAttribute(attention_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                      "cudaFuncSetAttribute(attention_kernel)");
+        return true;
+    }();
+    (void)configured;
+    attention_kernel<T, HD><<<grid, kWarps * 32, smem, stream>>>(a);
+    detail::check_launch("attention_kernel");
+    if (a.splits > 1) {
+        merge_splits_kernel<T, HD><<<dim3(a.max_new * a.heads, a.batch), HD, 0, stream>>>(a);
+        detail::check_launch("merge_splits_kernel");
+    }
+}
+
+}  // namespace
+
+std::size_t attention_workspace_floats(int splits, std::int64_t tokens, int heads, int head_dim) noexcept {
+    if (splits <= 1) return 0;
+    return static_cast<std::size_t>(splits) * static_cast<std::size_t>(tokens) * heads * (head_dim + 2);
+}
+
+void attention(const attention_args& a, cudaStream_t stream) {
+    if (a.head_dim != 64 && a.head_dim != 128)
+        throw config_error("cuda attention: head_dim must be 64 or 128, got " + std::to_string(a.head_dim));
+    if (a.kv_heads <= 0 || a.heads % a.kv_heads != 0)
+        throw config_error("cuda attention: heads must be a multiple of kv_heads");
+    if (a.splits < 1 || (a.splits > 1 && a.workspace == nullptr))
+        throw config_error("cuda attention: splits > 1 needs a workspace");
+    if (a.batch <= 0 || a.max_new <= 0) return;
+    if ((a.rope_q || a.rope_k) && (a.rope_cos == nullptr || a.rope_sin == nullptr))
+        throw config_error("cuda attention: RoPE asked for without a cos/sin table");
+    detail::dispatch16(a.type, [&](auto t) {
+        using T = decltype(t);
+        if (a.head_dim == 64) launch<T, 64>(a, stream);
+        else launch<T, 128>(a, stream);
+    }, "cuda attention");
+}
+
+}  // namespace cachedattn::cuda::kernels

@@ -1,0 +1,103 @@
+#include "cachedattn/cuda/runtime.hpp"
+
+#include <cuda_runtime.h>
+
+namespace cachedattn::cuda {
+
+void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) throw error(std::string("cuda: ") + what + ": " + cudaGetErrorString(e));
+}
+
+int device_count() noexcept {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();  // clear the sticky "no device" error
+        return 0;
+    }
+    return n;
+}
+
+std::string device_description(int device) {
+    cudaDeviceProp p{};
+    check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+    return std::string(p.name) + ", sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+           std::to_string(p.multiProcessorCount) + " SMs, " +
+           std::to_string(p.totalGlobalMem >> 30) + " GiB";
+}
+
+device_buffer::device_buffer(std::size_t bytes) { reserve(bytes); }
+device_buffer::~device_buffer() {
+    if (p_) cudaFree(p_);
+}
+void device_buffer::reserve(std::size_t bytes) {
+    if (bytes <= n_) return;
+    if (p_) check(cudaFree(p_), "cudaFree");
+    p_ = nullptr;
+    n_ = 0;
+    check(cudaMalloc(&p_, bytes == 0 ? 1 : bytes), "cudaMalloc");
+    n_ = bytes;
+}
+
+pinned_buffer::pinned_buffer(std::size_t bytes) : n_(bytes) {
+    check(cudaHostAlloc(&p_, bytes == 0 ? 1 : bytes, cudaHostAllocDefault), "cudaHostAlloc");
+}
+pinned_buffer::~pinned_buffer() {
+    if (p_) cudaFreeHost(p_);
+}
+
+stream::stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
+stream::~stream() {
+    if (s_) cudaStreamDestroy(s_);
+}
+void stream::synchronize() const { check(cudaStreamSynchronize(s_), "cudaStreamSynchronize"); }
+
+event::event(bool timing) {
+    check(cudaEventCreateWithFlags(&e_, timing ? cudaEventDefault : cudaEventDisableTiming), "cudaEventCreate");
+}
+event::~event() {
+    if (e_) cudaEventDestroy(e_);
+}
+void event::record(cudaStream_t s) { check(cudaEventRecord(e_, s), "cudaEventRecord"); }
+void event::synchronize() const { check(cudaEventSynchronize(e_), "cudaEventSynchronize"); }
+
+std::byte* device_pool_memory::allocate(std::size_t bytes) const {
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "cudaMalloc of the device tier's pool");
+    return static_cast<std::byte*>(p);
+}
+void device_pool_memory::deallocate(std::byte* p) const noexcept { cudaFree(p); }
+
+namespace {
+void copy(std::byte* dst, const std::byte* src, std::size_t n, cudaMemcpyKind kind) {
+    check(cudaMemcpyAsync(dst, src, n, kind, cudaStreamPerThread), "cudaMemcpyAsync (device tier)");
+    check(cudaStreamSynchronize(cudaStreamPerThread), "cudaStreamSynchronize (device tier)");
+}
+}  // namespace
+
+void device_pool_memory::to_pool(std::byte* dst, const std::byte* src, std::size_t n) const {
+    copy(dst, src, n, cudaMemcpyHostToDevice);
+}
+void device_pool_memory::from_pool(std::byte* dst, const std::byte* src, std::size_t n) const {
+    copy(dst, src, n, cudaMemcpyDeviceToHost);
+}
+void device_pool_memory::within_pool(std::byte* dst, const std::byte* src, std::size_t n) const {
+    copy(dst, src, n, cudaMemcpyDeviceToDevice);
+}
+
+namespace {
+void copy_many(std::span<const tier::copy_op> ops, cudaMemcpyKind kind) {
+    for (const auto& op : ops)
+        check(cudaMemcpyAsync(op.dst, op.src, op.n, kind, cudaStreamPerThread), "cudaMemcpyAsync (device tier)");
+    check(cudaStreamSynchronize(cudaStreamPerThread), "cudaStreamSynchronize (device tier)");
+}
+}  // namespace
+
+void device_pool_memory::to_pool(std::span<const tier::copy_op> ops) const { copy_many(ops, cudaMemcpyHostToDevice); }
+void device_pool_memory::from_pool(std::span<const tier::copy_op> ops) const { copy_many(ops, cudaMemcpyDeviceToHost); }
+
+std::shared_ptr<const tier::pool_memory> device_memory() {
+    static const auto m = std::make_shared<const device_pool_memory>();
+    return m;
+}
+
+}  // namespace cachedattn::cuda
