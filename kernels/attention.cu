@@ -19,9 +19,7 @@ namespace {
 
 using detail::elem;
 
-constexpr int kWarps = 4;
-constexpr int kBM = 16 * kWarps;  // query rows per CTA
-constexpr int kBN = 64;           // keys per tile
+constexpr int kBN = 64;  // keys per tile
 constexpr int kPad = 8;
 
 template <class T>
@@ -48,8 +46,10 @@ template <class T, int HD>
 struct smem_layout {
     T k[2][kBN][HD + kPad];
     T v[2][kBN][HD + kPad];
+    // cos/sin rows of the tile's key positions, prefetched while the previous tile computes.
+    float cs[kBN][HD / 2];
+    float sn[kBN][HD / 2];
 };
-static_assert(kBM <= kBN, "Q is staged in one K buffer");
 
 __device__ __forceinline__ float quad_max(float x) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
@@ -83,8 +83,11 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
                  : "r"(a));
 }
 
-template <class T, int HD>
+/// kWarps warps of 16 query rows each: 8 for prefill (each K/V tile serves 128 rows), 4 when
+/// the rows fit in 64 (decode, short prefills).
+template <class T, int HD, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a) {
+    constexpr int kBM = 16 * kWarps;  // query rows per CTA
     extern __shared__ __align__(16) unsigned char smem_raw[];
     auto& sm = *reinterpret_cast<smem_layout<T, HD>*>(smem_raw);
     constexpr int half = HD / 2;
@@ -127,11 +130,25 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
             cp_async16(&sm.k[buf][j][d0], src, bytes);
             cp_async16(&sm.v[buf][j][d0], bytes ? src + v_offset : src, bytes);
         }
-        cp_async_commit();
     };
-    if (kbeg < kstop) load_tile(kbeg, 0);
+    // Issues the copies of the cos/sin rows of tile `kt`'s key positions.
+    auto load_rope = [&](std::int64_t kt) {
+        for (int it = tid; it < kBN * (half / 4); it += kWarps * 32) {
+            const int j = it / (half / 4), d0 = (it % (half / 4)) * 4;
+            const bool ok = kt + j < kstop;
+            const std::size_t row = ok ? static_cast<std::size_t>(kt + j) * half + d0 : 0;
+            cp_async16(&sm.cs[j][d0], a.rope_cos + row, ok ? 16 : 0);
+            cp_async16(&sm.sn[j][d0], a.rope_sin + row, ok ? 16 : 0);
+        }
+    };
+    if (kbeg < kstop) {
+        load_tile(kbeg, 0);
+        if (a.rope_k) load_rope(kbeg);
+        cp_async_commit();
+    }
 
-    // ---- Q tile -> shared (rotated to its position; staged in K buffer 1) -> registers
+    // ---- Q tile -> shared (rotated to its position; staged in buffer 1) -> registers
+    static_assert(kBM <= 2 * kBN, "Q is staged in buffer 1's K and V");
     const T* q = static_cast<const T*>(a.q);
     for (int it = tid; it < kBM * (half / 8); it += kWarps * 32) {
         const int r = it / (half / 8), d0 = (it % (half / 8)) * 8;
@@ -146,19 +163,24 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
                 detail::rotate8(lo, hi, a.rope_cos + row, a.rope_sin + row);
             }
         }
-        detail::store8(&sm.k[1][r][d0], lo);
-        detail::store8(&sm.k[1][r][d0 + half], hi);
+        T* dst = r < kBN ? &sm.k[1][r][0] : &sm.v[1][r - kBN][0];
+        detail::store8(dst + d0, lo);
+        detail::store8(dst + d0 + half, hi);
     }
     __syncthreads();
     const int ra = warp * 16 + lane / 4, rb = ra + 8;  // this thread's two rows in the tile
     const int cq = (lane % 4) * 2;
     std::uint32_t qa[HD / 16][4];
+    {
+        const T* qra = ra < kBN ? &sm.k[1][ra][0] : &sm.v[1][ra - kBN][0];
+        const T* qrb = rb < kBN ? &sm.k[1][rb][0] : &sm.v[1][rb - kBN][0];
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-        qa[kk][0] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][ra][kk * 16 + cq]);
-        qa[kk][1] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][rb][kk * 16 + cq]);
-        qa[kk][2] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][ra][kk * 16 + cq + 8]);
-        qa[kk][3] = *reinterpret_cast<const std::uint32_t*>(&sm.k[1][rb][kk * 16 + cq + 8]);
+        for (int kk = 0; kk < HD / 16; ++kk) {
+            qa[kk][0] = *reinterpret_cast<const std::uint32_t*>(qra + kk * 16 + cq);
+            qa[kk][1] = *reinterpret_cast<const std::uint32_t*>(qrb + kk * 16 + cq);
+            qa[kk][2] = *reinterpret_cast<const std::uint32_t*>(qra + kk * 16 + cq + 8);
+            qa[kk][3] = *reinterpret_cast<const std::uint32_t*>(qrb + kk * 16 + cq + 8);
+        }
     }
     __syncthreads();  // buffer 1 is free for tile 1
     const bool warp_live = m0 + warp * 16 < rows;
@@ -176,28 +198,37 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
 
     int buf = 0;
     for (std::int64_t kt = kbeg; kt < kstop; kt += kBN, buf ^= 1) {
-        if (kt + kBN < kstop) {
+        const bool more = kt + kBN < kstop;
+        if (more) {
             load_tile(kt + kBN, buf ^ 1);  // in flight while this tile is computed
+            cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
         if (a.rope_k) {  // rotate the landed keys in place, each at its own position
-            for (int it = tid; it < kBN * (half / 8); it += kWarps * 32) {
+            static_assert(kBN * (HD / 16) % (kWarps * 32) == 0);
+#pragma unroll
+            for (int u = 0; u < kBN * (HD / 16) / (kWarps * 32); ++u) {
+                const int it = tid + u * kWarps * 32;
                 const int j = it / (half / 8), d0 = (it % (half / 8)) * 8;
-                const std::int64_t t = kt + j;
-                if (t >= kstop) continue;
                 float lo[8], hi[8];
                 detail::load8(&sm.k[buf][j][d0], lo);
                 detail::load8(&sm.k[buf][j][d0 + half], hi);
-                const std::size_t row = static_cast<std::size_t>(t) * half + d0;
-                detail::rotate8(lo, hi, a.rope_cos + row, a.rope_sin + row);
+                detail::rotate8(lo, hi, &sm.cs[j][d0], &sm.sn[j][d0]);  // zeros past the end stay zeros
                 detail::store8(&sm.k[buf][j][d0], lo);
                 detail::store8(&sm.k[buf][j][d0 + half], hi);
             }
             __syncthreads();
+            if (more) {
+                load_rope(kt + kBN);  // lands while this tile computes
+                cp_async_commit();
+            }
         }
+        // Tiles wholly inside every row's causal window (and the split) need no mask.
+        const bool unmasked = kt + kBN <= kend && kt + kBN <= seq.base + (m0 + warp * 16) / group + 1 &&
+                              m0 + warp * 16 + 15 < rows;
         if (warp_live) {
             float s[kBN / 8][4];
 #pragma unroll
@@ -213,16 +244,26 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
                     mma16816<T>(s[nt + 1], qa[kk], kb[2], kb[3]);
                 }
             float mx_a = -INFINITY, mx_b = -INFINITY;
+            if (unmasked) {
 #pragma unroll
-            for (int nt = 0; nt < kBN / 8; ++nt)
+                for (int nt = 0; nt < kBN / 8; ++nt)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const std::int64_t key = kt + nt * 8 + cq + e;
-                    s[nt][e] = key < lim_a && key < kend ? s[nt][e] * scale : -INFINITY;
-                    s[nt][2 + e] = key < lim_b && key < kend ? s[nt][2 + e] * scale : -INFINITY;
-                    mx_a = fmaxf(mx_a, s[nt][e]);
-                    mx_b = fmaxf(mx_b, s[nt][2 + e]);
-                }
+                    for (int e = 0; e < 4; ++e) s[nt][e] *= scale;
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const std::int64_t key = kt + nt * 8 + cq + e;
+                        s[nt][e] = key < lim_a && key < kend ? s[nt][e] * scale : -INFINITY;
+                        s[nt][2 + e] = key < lim_b && key < kend ? s[nt][2 + e] * scale : -INFINITY;
+                    }
+            }
+#pragma unroll
+            for (int nt = 0; nt < kBN / 8; ++nt) {
+                mx_a = fmaxf(mx_a, fmaxf(s[nt][0], s[nt][1]));
+                mx_b = fmaxf(mx_b, fmaxf(s[nt][2], s[nt][3]));
+            }
             const float mn_a = fmaxf(m_a, quad_max(mx_a)), mn_b = fmaxf(m_b, quad_max(mx_b));
             const float al_a = m_a == -INFINITY ? 0.f : exp2f(m_a - mn_a);
             const float al_b = m_b == -INFINITY ? 0.f : exp2f(m_b - mn_b);
@@ -332,19 +373,25 @@ __global__ void merge_splits_kernel(attention_args a) {
     }
 }
 
-template <class T, int HD>
-void launch(const attention_args& a, cudaStream_t stream) {
+template <class T, int HD, int W>
+void launch_warps(const attention_args& a, cudaStream_t stream) {
     const int group = a.heads / a.kv_heads;
-    const dim3 grid((a.max_new * group + kBM - 1) / kBM, a.kv_heads, a.batch * a.splits);
+    const dim3 grid((a.max_new * group + 16 * W - 1) / (16 * W), a.kv_heads, a.batch * a.splits);
     constexpr int smem = sizeof(smem_layout<T, HD>);
     static bool configured = [] {
-        detail::check(cudaFuncSetAttribute(attention_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        detail::check(cudaFuncSetAttribute(attention_kernel<T, HD, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                       "cudaFuncSetAttribute(attention_kernel)");
         return true;
     }();
     (void)configured;
-    attention_kernel<T, HD><<<grid, kWarps * 32, smem, stream>>>(a);
+    attention_kernel<T, HD, W><<<grid, W * 32, smem, stream>>>(a);
     detail::check_launch("attention_kernel");
+}
+
+template <class T, int HD>
+void launch(const attention_args& a, cudaStream_t stream) {
+    if (a.max_new * (a.heads / a.kv_heads) > 64) launch_warps<T, HD, 8>(a, stream);
+    else launch_warps<T, HD, 4>(a, stream);
     if (a.splits > 1) {
         merge_splits_kernel<T, HD><<<dim3(a.max_new * a.heads, a.batch), HD, 0, stream>>>(a);
         detail::check_launch("merge_splits_kernel");

@@ -183,6 +183,9 @@ int main(int argc, char** argv) {
         const double bytes = static_cast<double>(B) * ctx * KVH * D * 2 * 2;
         r.add(std::string("decode64x4k_") + tag + "_ms", ms);
         r.add(std::string("decode64x4k_") + tag + "_GBps", bytes / ms / 1e6);
+        // The same without RoPE (keys stored rotated): what the fused rotation costs.
+        const double plain = time_ms(s, [&] { attention(p, ca::dtype::bf16, B, 1, false, q.get(), o.get(), 1, nullptr); });
+        r.add(std::string("decode64x4k_") + tag + "_norope_GBps", bytes / plain / 1e6);
     }
 
     // ---- host-to-device pre-load: the device tier's layer copies vs one cudaMemcpyAsync

@@ -82,7 +82,7 @@ TEST_CASE("cuda backend computes the CPU reference's model (same seed), prefill 
             gpu.forward(s.view(200), std::span(toks).subspan(200, 99), pre, logits);
             gpu.forward(s.view(299), std::span(toks).subspan(299, 1), pre, logits);
             const double e2 = rel_l2(logits, ref);
-            MESSAGE(std::string(to_string(t)) << (pre ? " pre-RoPE" : " coupled") << ": rel L2 vs f32 CPU " << e1 << " (one call), "
+            MESSAGE(std::string(to_string(t)) << std::string(pre ? " pre-RoPE" : " coupled") << ": rel L2 vs f32 CPU " << e1 << " (one call), "
                                  << e2 << " (cached prefix + decode)");
             const double tol = t == dtype::f16 ? 1e-2 : 3e-2;
             CHECK(e1 <= tol);
