@@ -340,6 +340,217 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
     }
 }
 
+// ---- Decode: one new token per sequence, on CUDA cores.
+//
+// Decode reads every cached key and value once and does two FMAs per element per query row, so
+// it is a streaming problem: what matters is bytes in flight. One CTA (4 warps) per (sequence,
+// kv head, split); each warp takes 8 (4 for GQA-8) key-instructions per step, a key spread
+// over HD/8 lanes that each own 4 dims of each RoPE half (so the rotation needs no shuffles),
+// and issues all of its K/V loads before using any. Keys stored pre-RoPE are rotated with
+// angles computed in place (double-precision reduction, then __sincosf): no table traffic.
+// The warps' softmax states are merged in shared memory at the end.
+template <class T, int HD, int G>
+__global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
+    constexpr int kW = 4;
+    constexpr int LPK = HD / 8;    // lanes per key
+    constexpr int KPI = 32 / LPK;  // keys per warp instruction
+    constexpr int U = G >= 8 ? 4 : 8;
+    constexpr int half = HD / 2;
+    __shared__ float sm_o[kW][G][HD];
+    __shared__ float sm_ml[kW][G][2];
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int sub = lane / LPK, j = lane % LPK;
+    const int g = blockIdx.x;
+    const int b = blockIdx.y / a.splits, split = blockIdx.y % a.splits;
+    const attn_seq seq = a.seqs[b];
+    const std::int64_t keys = seq.base + 1;
+    const std::int64_t per_split = ((keys + a.splits - 1) / a.splits + kBN - 1) / kBN * kBN;
+    const std::int64_t kbeg = split * per_split;
+    const std::int64_t kend = min(keys, kbeg + per_split);
+
+    const float scale = (a.scale > 0 ? a.scale : rsqrtf(static_cast<float>(HD))) * 1.4426950408889634f;
+    float q[G][8];
+#pragma unroll
+    for (int r = 0; r < G; ++r) {
+        const T* src = static_cast<const T*>(a.q) + (static_cast<std::size_t>(seq.q_row) * a.heads + g * G + r) * HD;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            float lo = elem<T>::to(src[4 * j + i]), hi = elem<T>::to(src[half + 4 * j + i]);
+            if (a.rope_q) {
+                const std::size_t at = static_cast<std::size_t>(seq.base) * half + 4 * j + i;
+                const float c = a.rope_cos[at], s = a.rope_sin[at];
+                const float x = lo;
+                lo = x * c - hi * s;
+                hi = x * s + hi * c;
+            }
+            q[r][i] = lo * scale;
+            q[r][4 + i] = hi * scale;
+        }
+    }
+    // This lane's 4 frequencies, and the rotation by KPI positions that steps from one of its
+    // keys to the next within a warp step (exact angles once per step, then 4 FMAs per key).
+    double inv_f[4];
+    float step_c[4], step_s[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        inv_f[i] = pow(static_cast<double>(a.rope_theta), -2.0 * (4 * j + i) / HD);
+        step_c[i] = static_cast<float>(cos(KPI * inv_f[i]));
+        step_s[i] = static_cast<float>(sin(KPI * inv_f[i]));
+    }
+
+    float m[G], l[G], o[G][8];
+#pragma unroll
+    for (int r = 0; r < G; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) o[r][i] = 0.f;
+    }
+    const T* pool = static_cast<const T*>(a.pool);
+    const std::size_t head_stride = static_cast<std::size_t>(a.block_tokens) * HD;
+    const std::size_t v_offset = static_cast<std::size_t>(a.kv_heads) * head_stride;
+    const std::size_t layer_head = (static_cast<std::size_t>(a.layer) * 2 * a.kv_heads + g) * head_stride;
+
+    for (std::int64_t k0 = kbeg + static_cast<std::int64_t>(warp) * U * KPI; k0 < kend;
+         k0 += static_cast<std::int64_t>(kW) * U * KPI) {
+        uint2 kl[U], kh[U], vl[U], vh[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const std::int64_t t = k0 + u * KPI + sub;
+            if (t < kend) {
+                const std::int64_t slot = seq.first_offset + t;
+                const T* p = pool + static_cast<std::size_t>(seq.table[slot / a.block_tokens]) * a.block_elems +
+                             layer_head + static_cast<std::size_t>(slot % a.block_tokens) * HD + 4 * j;
+                kl[u] = *reinterpret_cast<const uint2*>(p);
+                kh[u] = *reinterpret_cast<const uint2*>(p + half);
+                vl[u] = *reinterpret_cast<const uint2*>(p + v_offset);
+                vh[u] = *reinterpret_cast<const uint2*>(p + v_offset + half);
+            } else {
+                kl[u] = kh[u] = vl[u] = vh[u] = make_uint2(0, 0);
+            }
+        }
+        float s[U][G];
+        float rc[4], rs[4];  // cos/sin of this lane's current key position
+        if (a.rope_k) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const double ang = static_cast<double>(k0 + sub) * inv_f[i];
+                const double red = fma(-rint(ang * 0.15915494309189535), 6.283185307179586, ang);
+                __sincosf(static_cast<float>(red), &rs[i], &rc[i]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const std::int64_t t = k0 + u * KPI + sub;
+            const T* klo = reinterpret_cast<const T*>(&kl[u]);
+            const T* khi = reinterpret_cast<const T*>(&kh[u]);
+            float kv[8];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                float lo = elem<T>::to(klo[i]), hi = elem<T>::to(khi[i]);
+                if (a.rope_k) {
+                    if (u > 0) {  // advance by KPI positions
+                        const float c = rc[i];
+                        rc[i] = c * step_c[i] - rs[i] * step_s[i];
+                        rs[i] = rs[i] * step_c[i] + c * step_s[i];
+                    }
+                    const float x = lo;
+                    lo = x * rc[i] - hi * rs[i];
+                    hi = x * rs[i] + hi * rc[i];
+                }
+                kv[i] = lo;
+                kv[4 + i] = hi;
+            }
+#pragma unroll
+            for (int r = 0; r < G; ++r) {
+                float part = 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) part = fmaf(q[r][i], kv[i], part);
+#pragma unroll
+                for (int off = LPK / 2; off > 0; off /= 2) part += __shfl_xor_sync(0xffffffffu, part, off);
+                s[u][r] = t < kend ? part : -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < G; ++r) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[u][r]);
+#pragma unroll
+            for (int off = LPK; off < 32; off *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            const float mn = fmaxf(m[r], mx);  // finite: key k0 exists
+            const float alpha = m[r] == -INFINITY ? 0.f : exp2f(m[r] - mn);
+            m[r] = mn;
+            l[r] *= alpha;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) o[r][i] *= alpha;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const float p = s[u][r] == -INFINITY ? 0.f : exp2f(s[u][r] - mn);
+                l[r] += p;
+                const T* vlo = reinterpret_cast<const T*>(&vl[u]);
+                const T* vhi = reinterpret_cast<const T*>(&vh[u]);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    o[r][i] = fmaf(p, elem<T>::to(vlo[i]), o[r][i]);
+                    o[r][4 + i] = fmaf(p, elem<T>::to(vhi[i]), o[r][4 + i]);
+                }
+            }
+        }
+    }
+    // Lanes of different keys hold partial sums under the same (warp-uniform) max.
+#pragma unroll
+    for (int r = 0; r < G; ++r) {
+#pragma unroll
+        for (int off = LPK; off < 32; off *= 2) {
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], off);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) o[r][i] += __shfl_xor_sync(0xffffffffu, o[r][i], off);
+        }
+        if (sub == 0) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                sm_o[warp][r][4 * j + i] = o[r][i];
+                sm_o[warp][r][half + 4 * j + i] = o[r][4 + i];
+            }
+        }
+        if (lane == 0) {
+            sm_ml[warp][r][0] = m[r];
+            sm_ml[warp][r][1] = l[r];
+        }
+    }
+    __syncthreads();
+    const std::int64_t rows_total = a.tokens * a.heads;
+    for (int it = tid; it < G * HD; it += kW * 32) {
+        const int r = it / HD, d = it % HD;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kW; ++w) mx = fmaxf(mx, sm_ml[w][r][0]);
+        float num = 0.f, den = 0.f;
+#pragma unroll
+        for (int w = 0; w < kW; ++w) {
+            const float mw = sm_ml[w][r][0];
+            if (mw == -INFINITY) continue;
+            const float f = exp2f(mw - mx);
+            num += f * sm_o[w][r][d];
+            den += f * sm_ml[w][r][1];
+        }
+        const float out = den > 0.f ? num / den : 0.f;
+        const std::int64_t grow = seq.q_row * a.heads + g * G + r;
+        if (a.splits == 1) {
+            static_cast<T*>(a.o)[static_cast<std::size_t>(grow) * HD + d] = elem<T>::from(out);
+        } else {
+            a.workspace[(static_cast<std::size_t>(split) * rows_total + grow) * HD + d] = out;
+            if (d == 0) {
+                float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD +
+                            (static_cast<std::size_t>(split) * rows_total + grow) * 2;
+                ml[0] = mx;
+                ml[1] = den;
+            }
+        }
+    }
+}
+
 /// A split whose CTA returned early (no rows, or no keys in range) leaves its partial
 /// unwritten; every split that covers a row's keys writes it, so merging reads only splits
 /// with keys: split s covers keys from s * per_split, visible to the row if below its limit.
@@ -388,10 +599,34 @@ void launch_warps(const attention_args& a, cudaStream_t stream) {
     detail::check_launch("attention_kernel");
 }
 
+template <class T, int HD, int G>
+void launch_decode(const attention_args& a, cudaStream_t stream) {
+    decode_kernel<T, HD, G><<<dim3(a.kv_heads, a.batch * a.splits), 128, 0, stream>>>(a);
+    detail::check_launch("decode_kernel");
+}
+
 template <class T, int HD>
 void launch(const attention_args& a, cudaStream_t stream) {
-    if (a.max_new * (a.heads / a.kv_heads) > 64) launch_warps<T, HD, 8>(a, stream);
-    else launch_warps<T, HD, 4>(a, stream);
+    const int group = a.heads / a.kv_heads;
+    // Measured on an H200 (docs/results.md): the CUDA-core decode kernel streams MHA decode at
+    // ~0.6 of copy bandwidth against ~0.4 for the tiled kernel, but with 8 query heads per KV
+    // head its registers cap residency and the tiled kernel is faster; forcing either path
+    // works for every group in {1, 2, 4, 8}.
+    const bool decode_ok = a.max_new == 1 && (group == 1 || group == 2 || group == 4 || group == 8);
+    const bool decode = decode_ok && (a.kernel == attention_args::path::decode ||
+                                      (a.kernel == attention_args::path::automatic && group <= 2));
+    if (decode) {
+        switch (group) {
+            case 1: launch_decode<T, HD, 1>(a, stream); break;
+            case 2: launch_decode<T, HD, 2>(a, stream); break;
+            case 4: launch_decode<T, HD, 4>(a, stream); break;
+            default: launch_decode<T, HD, 8>(a, stream); break;
+        }
+    } else if (a.max_new * group > 64) {
+        launch_warps<T, HD, 8>(a, stream);
+    } else {
+        launch_warps<T, HD, 4>(a, stream);
+    }
     if (a.splits > 1) {
         merge_splits_kernel<T, HD><<<dim3(a.max_new * a.heads, a.batch), HD, 0, stream>>>(a);
         detail::check_launch("merge_splits_kernel");

@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
     }
 
     auto attention = [&](paged_layer& p, ca::dtype t, std::int64_t tokens, int max_new, bool rope_on, const void* q, void* o,
-                         int splits, float* work) {
+                         int splits, float* work, k::attention_args::path path = k::attention_args::path::automatic) {
         k::attention_args a;
         a.type = t;
         a.q = q;
@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
         a.rope_q = a.rope_k = rope_on;
         a.splits = splits;
         a.workspace = work;
+        a.kernel = path;
         k::attention(a, s);
     };
 
@@ -173,7 +174,8 @@ int main(int argc, char** argv) {
         r.add("prefix" + std::to_string(prefix / 1024) + "k_new512_rope_ms", ms);
     }
     // ---- batch decode: 64 sequences x 4K tokens (13B: 40 heads MHA; 70B: 64 heads over 8 KV heads)
-    for (auto [H, KVH, tag] : {std::tuple{40, 40, "mha40"}, std::tuple{64, 8, "gqa64x8"}}) {
+    for (auto [H, KVH, tag] : {std::tuple{40, 40, "mha40"}, std::tuple{32, 16, "gqa32x16"}, std::tuple{32, 8, "gqa32x8"},
+                               std::tuple{64, 8, "gqa64x8"}}) {
         const int B = 64, D = 128;
         const std::int64_t ctx = 4096;
         paged_layer p(ca::dtype::bf16, H, KVH, D, B, ctx - 1, 1);
@@ -186,6 +188,15 @@ int main(int argc, char** argv) {
         // The same without RoPE (keys stored rotated): what the fused rotation costs.
         const double plain = time_ms(s, [&] { attention(p, ca::dtype::bf16, B, 1, false, q.get(), o.get(), 1, nullptr); });
         r.add(std::string("decode64x4k_") + tag + "_norope_GBps", bytes / plain / 1e6);
+        // The tensor-core tiled kernel on the same decode.
+        const double tc = time_ms(s, [&] {
+            attention(p, ca::dtype::bf16, B, 1, true, q.get(), o.get(), 1, nullptr, k::attention_args::path::tensor_core);
+        });
+        r.add(std::string("decode64x4k_") + tag + "_tensorcore_GBps", bytes / tc / 1e6);
+        const double cc = time_ms(s, [&] {
+            attention(p, ca::dtype::bf16, B, 1, true, q.get(), o.get(), 1, nullptr, k::attention_args::path::decode);
+        });
+        r.add(std::string("decode64x4k_") + tag + "_cudacore_GBps", bytes / cc / 1e6);
     }
 
     // ---- host-to-device pre-load: the device tier's layer copies vs one cudaMemcpyAsync

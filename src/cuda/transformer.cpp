@@ -243,6 +243,7 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
         at.rope_sin = m.rope_sin.as<float>();
         at.rope_q = true;
         at.rope_k = keys_pre_rope;
+        at.rope_theta = cfg.rope().theta;
         at.splits = splits;
         at.workspace = m.work.as<float>();
         kernels::attention(at, s);

@@ -10,6 +10,7 @@ struct attn_case {
     int heads, kv_heads, head_dim;
     bool pre_rope;  // keys stored before RoPE (decoupled) or rotated (coupled)
     int splits = 1;
+    k::attention_args::path path = k::attention_args::path::automatic;
 };
 
 /// Runs the fused attention on a scrambled paged pool and returns rel L2 error vs f64.
@@ -75,6 +76,7 @@ double run_attention(ca::dtype t, const attn_case& c, std::uint64_t seed) {
     a.rope_k = c.pre_rope;
     a.splits = c.splits;
     a.workspace = work.as<float>();
+    a.kernel = c.path;
     k::attention(a, nullptr);
     cu::check(cudaDeviceSynchronize(), "attention");
 
@@ -131,24 +133,29 @@ double run_attention(ca::dtype t, const attn_case& c, std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE("fused paged attention equals the f64 reference (f16/bf16, head_dim 64/128, GQA, RoPE on stored keys)") {
+    using path = k::attention_args::path;
     std::uint64_t seed = 1000;
     for (ca::dtype t : {ca::dtype::f16, ca::dtype::bf16})
         for (int hd : {64, 128})
-            for (auto [heads, kvh] : {std::pair{4, 4}, std::pair{8, 2}})
+            for (auto [heads, kvh] : {std::pair{4, 4}, std::pair{4, 2}, std::pair{8, 2}, std::pair{16, 2}})
                 for (bool pre : {true, false}) {
-                    const attn_case cases[] = {
-                        {{{0, 1}}, heads, kvh, hd, pre},                  // first token
-                        {{{0, 77}}, heads, kvh, hd, pre},                 // prefill from nothing
-                        {{{100, 1}}, heads, kvh, hd, pre},                // decode
-                        {{{37, 130}}, heads, kvh, hd, pre},               // prefill over a cached prefix
+                    std::vector<attn_case> cases = {
+                        {{{0, 77}}, heads, kvh, hd, pre},                     // prefill from nothing
+                        {{{37, 130}}, heads, kvh, hd, pre},                   // prefill over a cached prefix
                         {{{300, 64}, {5, 3}, {0, 20}}, heads, kvh, hd, pre},  // a batch of sequences
-                        {{{700, 1}, {250, 1}}, heads, kvh, hd, pre, 4},   // split-KV decode
-                        {{{190, 40}}, heads, kvh, hd, pre, 3},            // split-KV prefill
+                        {{{190, 40}}, heads, kvh, hd, pre, 3},                // split-KV prefill
                     };
+                    // Decode (n = 1 everywhere) through both kernels.
+                    for (path p : {path::decode, path::tensor_core}) {
+                        cases.push_back({{{0, 1}}, heads, kvh, hd, pre, 1, p});  // first token
+                        cases.push_back({{{100, 1}}, heads, kvh, hd, pre, 1, p});
+                        cases.push_back({{{700, 1}, {250, 1}, {3, 1}}, heads, kvh, hd, pre, 4, p});  // split-KV decode
+                        cases.push_back({{{1000, 1}, {63, 1}}, heads, kvh, hd, pre, 1, p});
+                    }
                     for (const auto& c : cases) {
                         const double err = run_attention(t, c, ++seed);
                         const std::string tname = ca::to_string(t);
-        CAPTURE(tname);
+                        CAPTURE(tname);
                         CAPTURE(hd);
                         CAPTURE(heads);
                         CAPTURE(kvh);
@@ -156,6 +163,8 @@ TEST_CASE("fused paged attention equals the f64 reference (f16/bf16, head_dim 64
                         CAPTURE(c.seqs[0].first);
                         CAPTURE(c.seqs[0].second);
                         CAPTURE(c.splits);
+                        const int kernel = static_cast<int>(c.path);
+                        CAPTURE(kernel);
                         CHECK(err <= 1e-2);
                     }
                 }

@@ -46,11 +46,18 @@ struct attention_args {
     const float* rope_cos = nullptr;  ///< device [positions][head_dim/2]
     const float* rope_sin = nullptr;
     bool rope_q = true, rope_k = true;
+    /// RoPE base: the decode kernel computes key angles in place of reading the table.
+    float rope_theta = 10000.0f;
     float scale = 0;  ///< softmax scale (1/sqrt(head_dim) when 0)
     /// Split-KV: each (sequence, kv head, query tile) is split over `splits` key ranges whose
     /// partial results a second kernel merges (decode of few long sequences fills the GPU).
     int splits = 1;
     float* workspace = nullptr;  ///< attention_workspace_floats(...) floats when splits > 1
+    /// Which kernel runs decode (every sequence has n == 1 and the group is 1, 2, 4 or 8):
+    /// `automatic` picks the CUDA-core decode kernel for groups of 1 or 2 query heads per KV
+    /// head and the tiled tensor-core kernel otherwise (measured: docs/results.md); `decode`
+    /// and `tensor_core` force one (tests run both).
+    enum class path : std::uint8_t { automatic, tensor_core, decode } kernel = path::automatic;
 };
 std::size_t attention_workspace_floats(int splits, std::int64_t tokens, int heads, int head_dim) noexcept;
 void attention(const attention_args& a, cudaStream_t stream);
