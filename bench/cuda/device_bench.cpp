@@ -214,6 +214,11 @@ int main(int argc, char** argv) {
         const double ours = wall_ms([&] {
             for (int l = 0; l < g.layers; ++l) dev.copy_layer(blocks, e, l);
         });
+        // The same entry as the host tier holds it when it came from the device: pinned.
+        ca::kv_entry pe{e.meta, std::pmr::vector<std::byte>(e.data.begin(), e.data.end(), dev.host_resource())};
+        const double ours_pinned = wall_ms([&] {
+            for (int l = 0; l < g.layers; ++l) dev.copy_layer(blocks, pe, l);
+        });
         cu::device_buffer dst(e.data.size());
         const double plain = wall_ms([&] {
             cu::check(cudaMemcpyAsync(dst.get(), e.data.data(), e.data.size(), cudaMemcpyHostToDevice, s), "h2d");
@@ -230,6 +235,8 @@ int main(int argc, char** argv) {
         r.add("preload_plain_memcpy_pageable_ms", plain);
         r.add("preload_plain_memcpy_pinned_ms", pinned_ms);
         r.add("preload_ratio_vs_plain", plain / ours);
+        r.add("preload_tier_layerwise_pinned_ms", ours_pinned);
+        r.add("preload_ratio_vs_plain_pinned", pinned_ms / ours_pinned);
     }
 
     // ---- cache-hit prefill, LLaMA-2-13B shapes, random weights: 2048 cached + 256 new tokens

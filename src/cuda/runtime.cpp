@@ -60,6 +60,56 @@ event::~event() {
 void event::record(cudaStream_t s) { check(cudaEventRecord(e_, s), "cudaEventRecord"); }
 void event::synchronize() const { check(cudaEventSynchronize(e_), "cudaEventSynchronize"); }
 
+struct pinned_memory_resource::state {
+    mutable std::mutex mu;
+    std::multimap<std::size_t, void*> free;  // size -> buffer
+    std::size_t cached = 0;
+};
+pinned_memory_resource::pinned_memory_resource(std::size_t cache_bytes)
+    : cache_limit_(cache_bytes), st_(std::make_unique<state>()) {}
+pinned_memory_resource::~pinned_memory_resource() {
+    for (auto& [n, p] : st_->free) cudaFreeHost(p);
+}
+std::size_t pinned_memory_resource::cached_bytes() const {
+    std::lock_guard lock(st_->mu);
+    return st_->cached;
+}
+void* pinned_memory_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
+    if (bytes == 0) bytes = 1;
+    {
+        std::lock_guard lock(st_->mu);
+        if (auto it = st_->free.find(bytes); it != st_->free.end()) {
+            void* p = it->second;
+            st_->free.erase(it);
+            st_->cached -= bytes;
+            return p;
+        }
+    }
+    void* p = nullptr;
+    // cudaHostAlloc returns page-aligned memory: any alignment a vector asks for.
+    (void)alignment;
+    check(cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "cudaHostAlloc (pinned KV entry)");
+    return p;
+}
+void pinned_memory_resource::do_deallocate(void* p, std::size_t bytes, std::size_t) {
+    if (bytes == 0) bytes = 1;
+    {
+        std::lock_guard lock(st_->mu);
+        if (st_->cached + bytes <= cache_limit_) {
+            st_->free.emplace(bytes, p);
+            st_->cached += bytes;
+            return;
+        }
+    }
+    cudaFreeHost(p);
+}
+pinned_memory_resource& pinned_memory() {
+    // Never destroyed: entries may be freed during static destruction, after the CUDA runtime
+    // shut down (cudaFreeHost then fails harmlessly; the process is ending).
+    static auto* r = new pinned_memory_resource();
+    return *r;
+}
+
 std::byte* device_pool_memory::allocate(std::size_t bytes) const {
     void* p = nullptr;
     check(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "cudaMalloc of the device tier's pool");

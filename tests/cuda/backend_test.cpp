@@ -160,3 +160,30 @@ TEST_CASE("reuse equals recompute on the CUDA backend: HBM pool, async saving, h
     reuse_equals_recompute_on_gpu<posenc::decoupled_rope>(dtype::bf16, 12);
     reuse_equals_recompute_on_gpu<posenc::coupled_rope>(dtype::f16, 13);
 }
+
+TEST_CASE("entries leaving an HBM device tier are pinned host memory, reused by size, and load back exactly") {
+    const model_geometry g = gpu_tiny(dtype::f16).geometry();
+    tier::device_tier dev({.capacity_bytes = 64 * g.block_bytes(), .memory = cuda::device_memory()}, {g, 1});
+    kv_entry e;
+    e.meta.session = session_id{5};
+    e.meta.tokens.assign(100, 3);
+    e.data.resize(e.meta.blocks(g) * g.block_bytes());
+    std::mt19937_64 rng(9);
+    for (auto& b : e.data) b = static_cast<std::byte>(rng());
+    const auto original = e.data;
+    dev.put(std::move(e));
+    auto back = dev.take(session_id{5});
+    REQUIRE(back);
+    CHECK(back->data == original);
+    cudaPointerAttributes attr{};
+    cuda::check(cudaPointerGetAttributes(&attr, back->data.data()), "cudaPointerGetAttributes");
+    CHECK(attr.type == cudaMemoryTypeHost);  // page-locked, not pageable
+    const void* first = back->data.data();
+    const std::size_t cached = cuda::pinned_memory().cached_bytes();
+    back.reset();  // the buffer goes back to the cache...
+    CHECK(cuda::pinned_memory().cached_bytes() == cached + original.size());
+    dev.put(kv_entry{{session_id{6}, std::vector<token_id>(100, 3)}, std::pmr::vector<std::byte>(original)});
+    auto again = dev.take(session_id{6});
+    CHECK(static_cast<const void*>(again->data.data()) == first);  // ...and serves the next entry of that size
+    CHECK(again->data == original);
+}

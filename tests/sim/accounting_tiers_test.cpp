@@ -106,7 +106,7 @@ TEST_CASE("accounting tiers: charges like the real tiers, no payload accepted") 
     host.put(std::move(e));
     CHECK(host.used_bytes() == host.charge(m));
     CHECK(host.take(session_id{1})->data.empty());
-    kv_entry with_bytes{m, std::vector<std::byte>(8)};
+    kv_entry with_bytes{m, std::pmr::vector<std::byte>(8)};
     CHECK_THROWS_AS(host.put(std::move(with_bytes)), error);
     CHECK_THROWS_AS(tier::sim_host_tier({0}, init), config_error);
 }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory_resource>
 #include <vector>
 
 #include "cachedattn/core/geometry.hpp"
@@ -34,7 +35,9 @@ struct kv_meta {
 /// laid out `[layer][k|v][kv_head][token][head_dim]`. This is what moves between tiers.
 struct kv_entry {
     kv_meta meta;
-    std::vector<std::byte> data;  // [blocks][block_bytes]
+    /// [blocks][block_bytes]. Polymorphic so that entries copied out of GPU memory can live in
+    /// pinned host memory (tier::pool_memory::host_resource) and load back at full link speed.
+    std::pmr::vector<std::byte> data;
 };
 
 /// @brief A trivially copyable view of one session's KV in a block pool (paged KV). Token `t`

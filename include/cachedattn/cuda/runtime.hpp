@@ -5,7 +5,10 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <memory_resource>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -94,6 +97,28 @@ private:
     cudaEvent_t e_ = nullptr;
 };
 
+/// Pinned (page-locked) host memory for KV entries: what the copy engines read and write at
+/// full link speed (pageable memory is staged by the driver at a fraction of it). Page-locking
+/// costs about as much as the copy it speeds up, so freed buffers are kept by exact size and
+/// reused (KV entries come in whole blocks, so sizes repeat), up to `cache_bytes`.
+class pinned_memory_resource final : public std::pmr::memory_resource {
+public:
+    explicit pinned_memory_resource(std::size_t cache_bytes = std::size_t{8} << 30);
+    ~pinned_memory_resource() override;
+    std::size_t cached_bytes() const;
+
+private:
+    void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+    void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+    bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override { return this == &o; }
+
+    struct state;
+    std::size_t cache_limit_;
+    std::unique_ptr<state> st_;
+};
+/// The process-wide pinned resource the device pool hands to host copies.
+pinned_memory_resource& pinned_memory();
+
 /// The device tier's pool in HBM. Copies run on the calling thread's own stream
 /// (cudaStreamPerThread) and are waited for, so the engine's loader and saver threads copy
 /// concurrently with the compute stream and with each other.
@@ -110,6 +135,7 @@ public:
     void within_pool(std::byte* dst, const std::byte* src, std::size_t n) const override;
     void to_pool(std::span<const tier::copy_op> ops) const override;
     void from_pool(std::span<const tier::copy_op> ops) const override;
+    std::pmr::memory_resource* host_resource() const noexcept override { return &pinned_memory(); }
 };
 
 /// The shared instance to put in device_tier::config::memory.

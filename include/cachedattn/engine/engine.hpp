@@ -422,7 +422,7 @@ private:
         save_job sj;
         sj.blocks = dev.block_ids(session);
         sj.first_offset = dev.meta(session).first_offset;
-        sj.copy = std::make_shared<kv_entry>();
+        sj.copy = std::make_shared<kv_entry>(kv_entry{{}, std::pmr::vector<std::byte>(h_.device().host_resource())});
         sj.copy->meta.session = session;
         sj.base = load ? load->src : h_.copies().release(session);
         const kv_meta& now = dev.meta(session);

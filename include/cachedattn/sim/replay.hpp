@@ -20,7 +20,7 @@ struct replay_options {
     /// Turns finished before measuring starts (they warm the store, as the paper's first 10K).
     std::size_t warmup_turns = 0;
     /// Called after each finished turn with (turns done, turns in all): progress reporting.
-    std::function<void(std::size_t, std::size_t)> progress;
+    std::function<void(std::size_t, std::size_t)> progress = nullptr;
 };
 
 struct replay_result {

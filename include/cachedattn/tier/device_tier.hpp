@@ -34,7 +34,7 @@ public:
         bool accounting_only = false;
         /// Where the pool lives (null: host memory). The CUDA backend passes
         /// cuda::device_memory(): the pool is then HBM and every copy goes through the runtime.
-        std::shared_ptr<const pool_memory> memory;
+        std::shared_ptr<const pool_memory> memory = nullptr;
     };
     static constexpr std::string_view name = "device";
 
@@ -263,6 +263,10 @@ public:
     const model_geometry& geometry() const noexcept { return g_; }
     /// No pool: block accounting only (see config::accounting_only).
     bool accounting_only() const noexcept { return !pool_; }
+    /// Memory for host copies of this tier's KV (pinned when the pool is GPU memory).
+    std::pmr::memory_resource* host_resource() const noexcept {
+        return mem_ ? mem_->host_resource() : std::pmr::get_default_resource();
+    }
     std::size_t block_bytes() const noexcept { return block_bytes_; }
     std::size_t total_blocks() const noexcept { return total_blocks_; }
 
@@ -322,11 +326,9 @@ private:
                                           bytes);
     }
     kv_entry copy_out(const resident& r) const {
-        kv_entry e;
-        e.meta = r.meta;
         const std::size_t blocks = r.meta.blocks(g_);
-        if (!pool_) return e;
-        e.data.resize(blocks * block_bytes_);
+        if (!pool_) return kv_entry{r.meta, {}};
+        kv_entry e{r.meta, std::pmr::vector<std::byte>(blocks * block_bytes_, host_resource())};
         std::vector<copy_op> ops(blocks);
         for (std::size_t b = 0; b < blocks; ++b)
             ops[b] = {e.data.data() + b * block_bytes_, block(r.table[b]), block_bytes_};

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <memory_resource>
 #include <span>
 #include <string_view>
 
@@ -34,6 +35,9 @@ public:
     virtual void to_pool(std::byte* dst, const std::byte* src, std::size_t n) const = 0;
     virtual void from_pool(std::byte* dst, const std::byte* src, std::size_t n) const = 0;
     virtual void within_pool(std::byte* dst, const std::byte* src, std::size_t n) const = 0;
+    /// Where host copies of pool contents are allocated (the host tier's entries, saved
+    /// copies): pinned memory for a GPU pool, so copies back run at full link speed.
+    virtual std::pmr::memory_resource* host_resource() const noexcept { return std::pmr::get_default_resource(); }
     /// Many copies in one go (one layer of every block of a session): a GPU implementation
     /// queues them all and waits once, instead of paying a round trip per block.
     virtual void to_pool(std::span<const copy_op> ops) const {
