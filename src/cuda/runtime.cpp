@@ -135,9 +135,33 @@ void device_pool_memory::within_pool(std::byte* dst, const std::byte* src, std::
 }
 
 namespace {
+/// Queues the copies and waits once. Runs of equal-sized copies whose sources and destinations
+/// advance by constant strides (one layer of consecutive blocks: the usual case, since the
+/// device tier hands out low block ids first) become one strided cudaMemcpy2DAsync, so a
+/// layer-wise load is a few large DMA transfers instead of one small one per block.
 void copy_many(std::span<const tier::copy_op> ops, cudaMemcpyKind kind) {
-    for (const auto& op : ops)
-        check(cudaMemcpyAsync(op.dst, op.src, op.n, kind, cudaStreamPerThread), "cudaMemcpyAsync (device tier)");
+    std::size_t i = 0;
+    while (i < ops.size()) {
+        std::size_t j = i + 1;
+        if (j < ops.size() && ops[j].n == ops[i].n) {
+            const std::ptrdiff_t sp = ops[j].src - ops[i].src, dp = ops[j].dst - ops[i].dst;
+            const auto n = static_cast<std::ptrdiff_t>(ops[i].n);
+            constexpr std::ptrdiff_t max_pitch = std::ptrdiff_t{1} << 30;  // well inside cudaMemcpy2D's limit
+            if (sp >= n && dp >= n && sp <= max_pitch && dp <= max_pitch) {
+                while (j + 1 < ops.size() && ops[j + 1].n == ops[i].n && ops[j + 1].src - ops[j].src == sp &&
+                       ops[j + 1].dst - ops[j].dst == dp)
+                    ++j;
+                ++j;  // ops [i, j) form one strided run
+                check(cudaMemcpy2DAsync(ops[i].dst, static_cast<std::size_t>(dp), ops[i].src, static_cast<std::size_t>(sp),
+                                        ops[i].n, j - i, kind, cudaStreamPerThread),
+                      "cudaMemcpy2DAsync (device tier)");
+                i = j;
+                continue;
+            }
+        }
+        check(cudaMemcpyAsync(ops[i].dst, ops[i].src, ops[i].n, kind, cudaStreamPerThread), "cudaMemcpyAsync (device tier)");
+        ++i;
+    }
     check(cudaStreamSynchronize(cudaStreamPerThread), "cudaStreamSynchronize (device tier)");
 }
 }  // namespace
