@@ -112,3 +112,22 @@ TEST_CASE("gpu profiles: built-ins, JSON overrides, and errors that name the fie
     expect(R"({"name": )", "malformed JSON");
     CHECK_THROWS_AS(sim::gpu_profile::load(d.path() / "absent.json", {}), config_error);
 }
+
+TEST_CASE("cost model: a run of decode steps in closed form equals the step-by-step sum") {
+    // Batches and contexts on both sides of the compute/memory crossing, and ranges across it.
+    for (const auto& shape : {model::model_config::llama2_13b(), model::model_config::llama2_70b()})
+        for (int gpus : {1, 4}) {
+            const sim::cost_model cm(shape, sim::gpu_profile::a100_pcie4(gpus));
+            for (std::int64_t batch : {1, 24, 256})
+                for (auto [first, steps] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {1, 500}, {200, 3000}, {4000, 90},
+                                            {1, 0}, {7, 20000}}) {
+                    double sum = 0;
+                    for (std::int64_t s = 0; s < steps; ++s) sum += cm.decode_step_s(batch, batch * (first + s));
+                    const double closed = cm.decode_steps_s(batch, first, steps);
+                    CAPTURE(batch);
+                    CAPTURE(first);
+                    CAPTURE(steps);
+                    CHECK(closed == doctest::Approx(sum).epsilon(1e-9));
+                }
+        }
+}

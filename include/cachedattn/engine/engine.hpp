@@ -621,10 +621,9 @@ private:
         m.prefill_s = t_first - t_loaded;
         m.ttft_s = t_first - t0;
         out.generated.assign(static_cast<std::size_t>(max_new_tokens), 0);
-        const std::vector<token_id> fed(static_cast<std::size_t>(max_new_tokens - 1), 0);
-        for (int step = 1; step < max_new_tokens; ++step)
-            b_.decode_step(static_cast<std::int64_t>(dev.meta(session).tokens.size()) + step);
-        dev.commit(session, fed);
+        b_.decode_steps(static_cast<std::int64_t>(dev.meta(session).tokens.size()) + 1, max_new_tokens - 1);
+        // Every generated token but the last is fed back (the sim's tokens are all 0).
+        dev.commit(session, std::span<const token_id>(out.generated).first(static_cast<std::size_t>(max_new_tokens - 1)));
         m.decode_s = now() - t_first;
         m.generated_tokens = max_new_tokens;
         hist.insert(hist.end(), out.generated.begin(), out.generated.end());

@@ -5,6 +5,7 @@
 /// achieved HBM rate, split over the tensor-parallel GPUs), and how long KV copies take over
 /// the host link and the SSD. FLOPs and bytes are public so tests can check them by hand.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "cachedattn/core/error.hpp"
@@ -65,6 +66,40 @@ public:
     }
     double decode_step_s(std::int64_t batch, std::int64_t context) const {
         return m_.layers * seconds(decode_layer(batch, context)) + seconds(head(batch));
+    }
+    /// `steps` decode steps whose per-sequence contexts are first, first+1, ... (the batch's
+    /// total context `batch` times that): the sum of decode_step_s in closed form. A layer's
+    /// time is the larger of two lines in the context (compute, memory), so the range splits at
+    /// their crossing and each part is an arithmetic series. This makes a simulated turn O(1)
+    /// in its output length.
+    double decode_steps_s(std::int64_t batch, std::int64_t first, std::int64_t steps) const {
+        if (steps <= 0) return 0;
+        const double b = static_cast<double>(batch), g = p_.gpus;
+        const double fr = p_.peak_flops * p_.compute_efficiency * g, br = p_.hbm_bytes_per_s * p_.memory_efficiency * g;
+        // time(t) = max(c0 + c1 t, m0 + m1 t) per layer, t = batch * context
+        const double c0 = 2 * b * layer_params_ / fr, c1 = 4 * attn_width_ / fr;
+        const double m0 = layer_params_ * elem_ / br, m1 = kv_layer_token_ / br;
+        auto series = [&](double a0, double a1, std::int64_t lo, std::int64_t hi) {  // contexts [lo, hi)
+            if (hi <= lo) return 0.0;
+            const double n = static_cast<double>(hi - lo);
+            const double mean_t = b * (static_cast<double>(lo) + static_cast<double>(hi - 1)) / 2;
+            return n * (a0 + a1 * mean_t);
+        };
+        const std::int64_t lo = first, hi = first + steps;
+        double layer_sum;
+        if (c1 == m1) {
+            layer_sum = c0 >= m0 ? series(c0, c1, lo, hi) : series(m0, m1, lo, hi);
+        } else {
+            // Contexts where the compute line is at least the memory line.
+            const double cross_t = (m0 - c0) / (c1 - m1);  // in t = batch * context
+            const double cross_ctx = cross_t / b;
+            // compute >= memory for ctx >= cross (if c1 > m1) or ctx <= cross (if c1 < m1)
+            const auto split = static_cast<std::int64_t>(std::clamp(std::ceil(cross_ctx), static_cast<double>(lo),
+                                                                    static_cast<double>(hi)));
+            if (c1 > m1) layer_sum = series(m0, m1, lo, split) + series(c0, c1, split, hi);
+            else layer_sum = series(c0, c1, lo, split) + series(m0, m1, split, hi);
+        }
+        return m_.layers * layer_sum + static_cast<double>(steps) * seconds(head(batch));
     }
     /// KV bytes of `tokens` tokens in one layer / in all layers.
     double kv_layer_bytes(std::int64_t tokens) const { return static_cast<double>(tokens) * kv_layer_token_; }

@@ -48,7 +48,6 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
     const std::size_t total = t.turns();
     std::vector<std::size_t> conv_of_job;  // engine job id -> conversation
     std::vector<std::size_t> turn_of_job;
-    std::vector<token_id> zeros;
     while (!arrivals.empty() || eng.queued() > 0) {
         if (eng.queued() == 0) b.advance_to(arrivals.top().at);
         while (!arrivals.empty() && arrivals.top().at <= b.now()) {
@@ -63,8 +62,9 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
                 in = std::min<std::int64_t>(in, window / 2);
                 out = std::max<std::int64_t>(1, std::min<std::int64_t>(out, window - in));
             }
-            zeros.assign(static_cast<std::size_t>(std::max<std::int64_t>(in, 1)), 0);
-            const std::uint64_t id = eng.submit({conv.session, zeros, static_cast<int>(out)});
+            const std::uint64_t id = eng.submit(
+                {conv.session, std::vector<token_id>(static_cast<std::size_t>(std::max<std::int64_t>(in, 1)), 0),
+                 static_cast<int>(out)});
             if (conv_of_job.size() <= id) {
                 conv_of_job.resize(id + 1);
                 turn_of_job.resize(id + 1);

@@ -87,6 +87,11 @@ public:
         const auto b = static_cast<std::int64_t>(opt_.decode_batch);
         now_ += cost_.decode_step_s(b, b * context) / static_cast<double>(b);
     }
+    /// `steps` decode steps at contexts first, first+1, ... (closed form, see cost_model).
+    void decode_steps(std::int64_t first, std::int64_t steps) {
+        const auto b = static_cast<std::int64_t>(opt_.decode_batch);
+        now_ += cost_.decode_steps_s(b, first, steps) / static_cast<double>(b);
+    }
     /// A copy over the host link on the critical path (a load, a synchronous save, a demotion).
     void transfer(double bytes) { now_ += cost_.link_s(bytes); }
     /// A read from the SSD on the critical path.
