@@ -253,17 +253,7 @@ int main(int argc, char** argv) {
         cu::pinned_buffer host(prefix_blocks * g.block_bytes());
         k::fill_random(g.type, pool.get(), blocks * g.block_elems(), 6, s);
         cu::check(cudaMemcpy(host.data(), pool.get(), host.size(), cudaMemcpyDeviceToHost), "host copy");
-        ca::paged_kv_view<float> v;
-        v.pool = static_cast<std::byte*>(pool.get());
-        v.table = table.data();
-        v.table_size = table.size();
-        v.block_bytes = g.block_bytes();
-        v.layers = g.layers;
-        v.kv_heads = g.kv_heads;
-        v.head_dim = g.head_dim;
-        v.block_tokens = g.block_tokens;
-        v.tokens = prefix;
-        v.device_memory = true;
+        const auto v = ca::paged_kv_view<float>::over(static_cast<std::byte*>(pool.get()), table, g, 0, prefix, true);
         std::vector<ca::token_id> toks(static_cast<std::size_t>(n));
         for (std::size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<ca::token_id>((i * 7919) % cfg.vocab);
         std::vector<float> logits(static_cast<std::size_t>(cfg.vocab));

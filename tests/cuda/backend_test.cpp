@@ -36,18 +36,7 @@ struct device_scratch {
         pool = cuda::device_buffer(table.size() * g.block_bytes());
     }
     paged_kv_view<float> view(std::int64_t tokens) const {
-        paged_kv_view<float> v;
-        v.pool = static_cast<std::byte*>(pool.get());
-        v.table = table.data();
-        v.table_size = table.size();
-        v.block_bytes = g.block_bytes();
-        v.layers = g.layers;
-        v.kv_heads = g.kv_heads;
-        v.head_dim = g.head_dim;
-        v.block_tokens = g.block_tokens;
-        v.tokens = tokens;
-        v.device_memory = true;
-        return v;
+        return paged_kv_view<float>::over(static_cast<std::byte*>(pool.get()), table, g, 0, tokens, true);
     }
 };
 

@@ -54,6 +54,23 @@ struct paged_kv_view {
     /// The pool is GPU memory: kernels read it, the host must not (tier::pool_memory).
     bool device_memory = false;
 
+    /// The view of `table.size()` blocks of `pool` laid out as geometry `g` says.
+    static paged_kv_view over(std::byte* pool, const std::vector<std::int32_t>& table, const model_geometry& g,
+                              int first_offset, std::int64_t tokens, bool device_memory = false) noexcept {
+        paged_kv_view v;
+        v.pool = pool;
+        v.table = table.data();
+        v.table_size = table.size();
+        v.block_bytes = g.block_bytes();
+        v.layers = g.layers;
+        v.kv_heads = g.kv_heads;
+        v.head_dim = g.head_dim;
+        v.block_tokens = g.block_tokens;
+        v.first_offset = first_offset;
+        v.tokens = tokens;
+        v.device_memory = device_memory;
+        return v;
+    }
     std::int64_t capacity() const noexcept {
         return static_cast<std::int64_t>(table_size) * block_tokens - first_offset;
     }

@@ -20,18 +20,7 @@ public:
         std::iota(table_.begin(), table_.end(), 0);
     }
     paged_kv_view<float> view() const {
-        paged_kv_view<float> v;
-        v.pool = pool_.get();
-        v.table = table_.data();
-        v.table_size = table_.size();
-        v.block_bytes = g_.block_bytes();
-        v.layers = g_.layers;
-        v.kv_heads = g_.kv_heads;
-        v.head_dim = g_.head_dim;
-        v.block_tokens = g_.block_tokens;
-        v.first_offset = first_offset_;
-        v.tokens = tokens_;
-        return v;
+        return paged_kv_view<float>::over(pool_.get(), table_, g_, first_offset_, tokens_);
     }
     /// Marks `n` more tokens as written (after a forward over the view).
     void commit(std::int64_t n) { tokens_ += n; }

@@ -190,19 +190,9 @@ public:
     }
     paged_kv_view<float> view(session_id s) {
         resident& r = get(s);
-        paged_kv_view<float> v;
-        v.pool = pool_.get();
-        v.device_memory = mem_ && mem_->device_resident();
-        v.table = r.table.data();
-        v.table_size = r.table.size();
-        v.block_bytes = block_bytes_;
-        v.layers = g_.layers;
-        v.kv_heads = g_.kv_heads;
-        v.head_dim = g_.head_dim;
-        v.block_tokens = g_.block_tokens;
-        v.first_offset = static_cast<int>(r.meta.first_offset);
-        v.tokens = static_cast<std::int64_t>(r.meta.tokens.size());
-        return v;
+        return paged_kv_view<float>::over(pool_.get(), r.table, g_, static_cast<int>(r.meta.first_offset),
+                                          static_cast<std::int64_t>(r.meta.tokens.size()),
+                                          mem_ && mem_->device_resident());
     }
     void commit(session_id s, std::span<const token_id> toks) {
         resident& r = get(s);
