@@ -51,6 +51,13 @@ struct smem_layout {
     float sn[kBN][HD / 2];
 };
 
+/// Keys each split of a sequence's `keys` covers: an equal share rounded up to whole tiles
+/// (split s takes [s * share, (s + 1) * share)). The attention, decode and merge kernels agree
+/// on it.
+__device__ __forceinline__ std::int64_t keys_per_split(std::int64_t keys, int splits) {
+    return ((keys + splits - 1) / splits + kBN - 1) / kBN * kBN;
+}
+
 __device__ __forceinline__ float quad_max(float x) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -102,7 +109,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
 
     const std::int64_t keys = seq.base + seq.n;
     // This split's key range, in whole tiles.
-    const std::int64_t per_split = ((keys + a.splits - 1) / a.splits + kBN - 1) / kBN * kBN;
+    const std::int64_t per_split = keys_per_split(keys, a.splits);
     const std::int64_t kbeg = split * per_split;
     const std::int64_t kend = min(keys, kbeg + per_split);
     // The last row of the tile sees the most keys.
@@ -364,7 +371,7 @@ __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
     const int b = blockIdx.y / a.splits, split = blockIdx.y % a.splits;
     const attn_seq seq = a.seqs[b];
     const std::int64_t keys = seq.base + 1;
-    const std::int64_t per_split = ((keys + a.splits - 1) / a.splits + kBN - 1) / kBN * kBN;
+    const std::int64_t per_split = keys_per_split(keys, a.splits);
     const std::int64_t kbeg = split * per_split;
     const std::int64_t kend = min(keys, kbeg + per_split);
 
@@ -564,7 +571,7 @@ __global__ void merge_splits_kernel(attention_args a) {
     const int i = static_cast<int>(local / a.heads);
     const std::int64_t grow = seq.q_row * a.heads + local;
     const std::int64_t keys = seq.base + seq.n;
-    const std::int64_t per_split = ((keys + a.splits - 1) / a.splits + kBN - 1) / kBN * kBN;
+    const std::int64_t per_split = keys_per_split(keys, a.splits);
     const std::int64_t lim = seq.base + i + 1;
     const float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD;
     float mx = -INFINITY;

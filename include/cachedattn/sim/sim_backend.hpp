@@ -82,11 +82,6 @@ public:
         }
         now_ += total + cost_.seconds(cost_.head(1));
     }
-    /// One decode step of a sequence now holding `context` tokens.
-    void decode_step(std::int64_t context) {
-        const auto b = static_cast<std::int64_t>(opt_.decode_batch);
-        now_ += cost_.decode_step_s(b, b * context) / static_cast<double>(b);
-    }
     /// `steps` decode steps at contexts first, first+1, ... (closed form, see cost_model).
     void decode_steps(std::int64_t first, std::int64_t steps) {
         const auto b = static_cast<std::int64_t>(opt_.decode_batch);

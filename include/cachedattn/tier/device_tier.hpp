@@ -294,18 +294,9 @@ private:
     }
     template <class T>
     void move_down(session_id s, std::size_t first, std::size_t n, std::size_t size) {
-        const paged_kv_view<float> fv = view(s);
-        paged_kv_view<T> v;
-        v.pool = fv.pool;
-        v.table = fv.table;
-        v.table_size = fv.table_size;
-        v.block_bytes = fv.block_bytes;
-        v.layers = fv.layers;
-        v.kv_heads = fv.kv_heads;
-        v.head_dim = fv.head_dim;
-        v.block_tokens = fv.block_tokens;
-        v.first_offset = fv.first_offset;
-        v.tokens = fv.tokens;
+        const resident& r = get(s);
+        const auto v = paged_kv_view<T>::over(pool_.get(), r.table, g_, static_cast<int>(r.meta.first_offset),
+                                              static_cast<std::int64_t>(r.meta.tokens.size()));
         const std::size_t bytes = static_cast<std::size_t>(g_.head_dim) * sizeof(T);
         for (std::size_t t = first; t + n < size; ++t)
             for (int l = 0; l < g_.layers; ++l)
