@@ -34,6 +34,9 @@ TEST_CASE("layer timeline: overlap, read buffer and next-job pre-loading, by han
     r = layer_timeline(loads, comp, 0);
     CHECK(r.compute_done == doctest::Approx(0.1 + 5 + 1 + 1));
     CHECK(r.load_done == doctest::Approx(5.1 + 0.1));  // layer 2 starts when layer 1 is asked for (5.1)
-    CHECK_THROWS_AS(layer_timeline(one, fast, 0, 1), config_error);
+    // A loader that starts after the job (the link busy with other copies): compute waits.
+    r = layer_timeline(fast, one, 0, 2);  // loads 0.25 from t=2, compute 1 per layer
+    CHECK(r.compute_done == doctest::Approx(2.25 + 3));
+    CHECK(r.stall == doctest::Approx(2.25));
     CHECK_THROWS_AS(layer_timeline(one, std::vector<double>(2, 1.0), 0), config_error);
 }

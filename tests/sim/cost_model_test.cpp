@@ -131,3 +131,19 @@ TEST_CASE("cost model: a run of decode steps in closed form equals the step-by-s
                 }
         }
 }
+
+TEST_CASE("cost model: a batch of unequal sequences in closed form equals the step-by-step sum") {
+    // A batch's total context need not be a multiple of its size (sequences of any lengths).
+    const sim::cost_model cm(model::model_config::llama2_13b(), sim::gpu_profile::a100_pcie4(2));
+    for (std::int64_t batch : {1, 3, 24, 200})
+        for (std::int64_t total : {std::int64_t{1}, std::int64_t{977}, std::int64_t{40'001}, std::int64_t{3'000'003}})
+            for (std::int64_t steps : {0, 1, 17, 2500}) {
+                if (total < batch) continue;
+                double sum = 0;
+                for (std::int64_t s = 0; s < steps; ++s) sum += cm.decode_step_s(batch, total + s * batch);
+                CAPTURE(batch);
+                CAPTURE(total);
+                CAPTURE(steps);
+                CHECK(cm.batch_steps_s(batch, total, steps) == doctest::Approx(sum).epsilon(1e-9));
+            }
+}

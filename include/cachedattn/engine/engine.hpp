@@ -76,7 +76,8 @@ public:
     using save_policy = Save;
     using posenc = typename Hierarchy::posenc_type;
     /// The backend runs on simulated time (sim::sim_backend): no copies, no threads; every
-    /// cost is charged to its clock at the point where the real engine would wait for it.
+    /// cost is charged to the simulated server's resources at the point where the real engine
+    /// would start it, and a job completes later on that server's clock.
     static constexpr bool simulated = requires { requires Backend::simulated; };
 
     engine(Hierarchy& h, Backend& b, engine_config c = {}) : h_(h), b_(b), cfg_(c), start_(clock::now()) {
@@ -102,9 +103,15 @@ public:
     }
 
     /// Runs one turn of `session`: `input` new tokens, then up to `max_new_tokens` greedy tokens.
+    /// On simulated time the server runs until the turn (and anything admitted before it) is done.
     turn_result run_turn(session_id session, std::span<const token_id> input, int max_new_tokens) {
         h_.set_time(now());
-        return run_job(session, input, max_new_tokens, queue_view{}, {});
+        turn_result r = run_job(session, input, max_new_tokens, queue_view{}, {});
+        if constexpr (simulated) {
+            std::vector<turn_metrics*> m{&r.metrics};
+            finish_simulated(std::vector<session_id>{session}, m);
+        }
+        return r;
     }
 
     // ---------------------------------------------------------------- job queue
@@ -124,7 +131,13 @@ public:
     /// One scheduling iteration: retire expired sessions, take up to `batch_size` jobs from
     /// the head of the queue (a session at most once per batch: its next turn needs this one's
     /// output), prefetch for the jobs behind them, then run the batch.
+    ///
+    /// On simulated time a step admits the jobs onto the simulated GPU (waiting for a free
+    /// slot first): their decisions and time to first token are final, but they decode in the
+    /// server's batch and complete later, so `decode_s` is 0 here; the completions come from
+    /// the backend (sim::replay fills them in; drain() and run_turn() wait for them).
     std::vector<job_result> step() {
+        if constexpr (simulated) b_.wait_for_slot();
         h_.set_time(now());
         h_.expire(queue());
         std::vector<queued_job> batch;
@@ -150,12 +163,21 @@ public:
         }
         return out;
     }
-    /// Runs steps until the queue is empty.
+    /// Runs steps until the queue is empty (on simulated time: until every job has completed).
     std::vector<job_result> drain() {
         std::vector<job_result> all;
         while (!jobs_.empty()) {
             auto r = step();
             std::move(r.begin(), r.end(), std::back_inserter(all));
+        }
+        if constexpr (simulated) {
+            std::vector<session_id> sessions;
+            std::vector<turn_metrics*> metrics;
+            for (auto& r : all) {
+                sessions.push_back(r.session);
+                metrics.push_back(&r.result.metrics);
+            }
+            finish_simulated(sessions, metrics);
         }
         return all;
     }
@@ -187,6 +209,7 @@ private:
                         const queue_view& queue, std::span<const session_id> pinned, const job* next = nullptr) {
         const double t0 = now();
         validate(input, max_new_tokens);
+        if constexpr (simulated) ready_ = t0;
 
         turn_result out;
         turn_metrics& m = out.metrics;
@@ -246,8 +269,8 @@ private:
                         have = true;
                         m.hit_tier = *where;
                         m.bytes_loaded = kv_bytes_of(*load->src);
-                        if constexpr (simulated)
-                            if (*where >= 2) b_.ssd_read(static_cast<double>(m.bytes_loaded));
+                        if constexpr (simulated)  // the link copy can start once the read is done
+                            if (*where >= 2) load->started_at = b_.ssd_read(static_cast<double>(m.bytes_loaded), t0);
                     } else {
                         m.damaged = true;
                     }
@@ -261,8 +284,8 @@ private:
                 if constexpr (simulated) {
                     if (have && *where > 0) {  // the whole session over the link (and off the SSD) first
                         m.bytes_loaded = kv_bytes_of(h_.device().meta(session));
-                        if (*where >= 2) b_.ssd_read(static_cast<double>(m.bytes_loaded));
-                        b_.transfer(static_cast<double>(m.bytes_loaded));
+                        if (*where >= 2) ready_ = b_.ssd_read(static_cast<double>(m.bytes_loaded), ready_);
+                        ready_ = b_.transfer(static_cast<double>(m.bytes_loaded), ready_);
                     }
                 }
             }
@@ -306,7 +329,8 @@ private:
         }
         if (!have) h_.create_on_device(session);
         const std::size_t kv_len = dev.meta(session).tokens.size();
-        const double t_loaded = now();
+        double t_loaded = now();
+        if constexpr (simulated) t_loaded = ready_;
         m.load_s = t_loaded - t0 - m.save_s;
 
         try {
@@ -394,8 +418,8 @@ private:
         if (!staged) return;  // damaged: its turn will see a miss
         layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
         if constexpr (simulated) {
-            if (*where >= 2) b_.ssd_read(static_cast<double>(kv_bytes_of(*l.src)));  // read here, as the real engine does
-            l.started_at = now();  // the link copy can start once the read is done
+            l.started_at = now();  // the link copy can start once any SSD read (here, as the real engine does) is done
+            if (*where >= 2) l.started_at = b_.ssd_read(static_cast<double>(kv_bytes_of(*l.src)), now());
         } else {
             start_load(s, l);
         }
@@ -521,7 +545,7 @@ private:
         if constexpr (simulated && Save::mode == saving::save_mode::write_back) {
             // Without saved copies, every session demoted from the device to make room crossed
             // the link first, on this job's critical path.
-            b_.transfer(static_cast<double>(h_.stats().bytes_out[0] - device_out_mark_));
+            ready_ = b_.transfer(static_cast<double>(h_.stats().bytes_out[0] - device_out_mark_), ready_);
             device_out_mark_ = h_.stats().bytes_out[0];
         }
         if constexpr (simulated)
@@ -599,47 +623,62 @@ private:
         else h_.drop(session);
     }
 
-    /// Steps 4-5 on simulated time: the prefill overlapping any load, the decode steps, and a
-    /// synchronous save; the KV bookkeeping is the real engine's.
+    /// Steps 4-5 on simulated time: the prefill overlapping any load, then the job joins the
+    /// server's decode batch (and a synchronous save follows its last step); the KV
+    /// bookkeeping is the real engine's, done now.
     void compute_simulated(session_id session, std::vector<token_id>& hist, std::size_t kv_len,
                            std::span<const token_id> todo, int max_new_tokens, turn_result& out, double t0,
                            double t_loaded, std::optional<layer_load>& load) {
         turn_metrics& m = out.metrics;
         auto& dev = h_.device();
         const auto per_token = h_.geometry().kv_bytes_per_token();
+        const auto cached = static_cast<std::int64_t>(kv_len), n = static_cast<std::int64_t>(todo.size());
+        double t_first;
         if (load) {
-            const double head_start = std::max(0.0, t0 - load->started_at);
             const sim::overlapped_load ol{static_cast<double>(kv_bytes_of(*load->src)), load->from_tier,
-                                          cfg_.preload_buffer_layers, head_start};
-            b_.prefill(static_cast<std::int64_t>(kv_len), static_cast<std::int64_t>(todo.size()), &ol);
+                                          cfg_.preload_buffer_layers, load->started_at};
+            t_first = b_.prefill(cached, n, &ol, ready_);
             load.reset();
         } else {
-            b_.prefill(static_cast<std::int64_t>(kv_len), static_cast<std::int64_t>(todo.size()), nullptr);
+            t_first = b_.prefill(cached, n, nullptr, ready_);
         }
         dev.commit(session, todo);
-        const double t_first = now();
         m.prefill_s = t_first - t_loaded;
         m.ttft_s = t_first - t0;
+        const auto context = static_cast<std::int64_t>(dev.meta(session).tokens.size());
         out.generated.assign(static_cast<std::size_t>(max_new_tokens), 0);
-        b_.decode_steps(static_cast<std::int64_t>(dev.meta(session).tokens.size()) + 1, max_new_tokens - 1);
         // Every generated token but the last is fed back (the sim's tokens are all 0).
         dev.commit(session, std::span<const token_id>(out.generated).first(static_cast<std::size_t>(max_new_tokens - 1)));
-        m.decode_s = now() - t_first;
         m.generated_tokens = max_new_tokens;
         hist.insert(hist.end(), out.generated.begin(), out.generated.end());
         dev.shrink_to_fit(session);
+        double tail = 0;
         if (saving_on && cfg_.retain_across_turns) {
             // The new tokens leave the device (the first save of a session takes all of it).
             const std::size_t tokens = dev.meta(session).tokens.size() - kv_len;
             m.bytes_saved = tokens * per_token;
             if constexpr (Save::mode == saving::save_mode::at_turn_end) {
-                const double s0 = now();
-                b_.transfer(static_cast<double>(m.bytes_saved));
-                m.save_s = now() - s0;
+                tail = b_.costs().link_s(static_cast<double>(m.bytes_saved));
+                m.save_s = tail;
             }
         }
+        b_.decode(session, t_first, context, max_new_tokens - 1, tail);
         if (cfg_.retain_across_turns) h_.touch(session);
         else h_.drop(session);
+    }
+
+    /// Runs the simulated server until every admitted job has completed and fills in each
+    /// job's decode time, matching completions to jobs of the same session in order.
+    void finish_simulated(std::span<const session_id> sessions, std::span<turn_metrics* const> metrics) {
+        b_.run_until_idle();
+        std::unordered_map<session_id, std::size_t> next;  // the session's next job not yet matched
+        for (const auto& c : b_.take_completions()) {
+            std::size_t& i = next[c.session];
+            while (i < sessions.size() && sessions[i] != c.session) ++i;
+            if (i == sessions.size()) continue;  // admitted outside this call
+            metrics[i]->decode_s = c.decode_end_s - c.first_token_s;
+            ++i;
+        }
     }
 
     static double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -686,6 +725,7 @@ private:
     std::uint64_t next_id_ = 0;
     std::unordered_map<session_id, layer_load> pending_;  ///< next jobs' loads started early
     std::size_t device_out_mark_ = 0;                      ///< device bytes demoted before this point
+    double ready_ = 0;  ///< simulated: when the running job's data is on the device (loads and demotions done)
     // Last: destroyed (joined) first, while everything their copies touch still exists.
     io::copy_stream load_stream_;
     io::copy_stream save_stream_;

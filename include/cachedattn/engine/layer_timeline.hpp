@@ -8,7 +8,7 @@
 /// once compute has asked for layer l-1-k (k = read buffer in layers). Compute asks for layer 0
 /// at time 0; the loader may start at `loader_start` (0: with the job; negative: during the
 /// previous job, as next-job pre-loading does, which still fills at most 1 + k layers before
-/// the job starts).
+/// the job starts; positive: after the job, when the link is still busy with other copies).
 #include <algorithm>
 #include <cstddef>
 #include <span>
@@ -27,7 +27,6 @@ struct layer_timeline_result {
 inline layer_timeline_result layer_timeline(std::span<const double> load, std::span<const double> compute, int k,
                                             double loader_start = 0) {
     if (load.size() != compute.size()) throw config_error("layer_timeline: load and compute need one entry per layer");
-    if (loader_start > 0) throw config_error("layer_timeline: the loader cannot start after the job");
     const std::size_t n = load.size();
     const auto buffer = static_cast<std::size_t>(std::max(k, 0));
     std::vector<double> ask(n), done(n);  // compute asks for layer l at ask[l]; finishes it at done[l]

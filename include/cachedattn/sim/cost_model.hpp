@@ -68,36 +68,41 @@ public:
         return m_.layers * seconds(decode_layer(batch, context)) + seconds(head(batch));
     }
     /// `steps` decode steps whose per-sequence contexts are first, first+1, ... (the batch's
-    /// total context `batch` times that): the sum of decode_step_s in closed form. A layer's
-    /// time is the larger of two lines in the context (compute, memory), so the range splits at
-    /// their crossing and each part is an arithmetic series. This makes a simulated turn O(1)
-    /// in its output length.
+    /// total context `batch` times that): the sum of decode_step_s in closed form.
     double decode_steps_s(std::int64_t batch, std::int64_t first, std::int64_t steps) const {
+        return batch_steps_s(batch, batch * first, steps);
+    }
+    /// `steps` decode steps of a batch of `batch` sequences of any lengths whose contexts add up
+    /// to `total` in the first step (each step adds one token to each): the sum of
+    /// decode_step_s(batch, total + i * batch) for i < steps, in closed form. A layer's time is
+    /// the larger of two lines in the total context (compute, memory), so the range splits at
+    /// their crossing and each part is an arithmetic series. This makes a simulated decode O(1)
+    /// in its length.
+    double batch_steps_s(std::int64_t batch, std::int64_t total, std::int64_t steps) const {
         if (steps <= 0) return 0;
         const double b = static_cast<double>(batch), g = p_.gpus;
         const double fr = p_.peak_flops * p_.compute_efficiency * g, br = p_.hbm_bytes_per_s * p_.memory_efficiency * g;
-        // time(t) = max(c0 + c1 t, m0 + m1 t) per layer, t = batch * context
+        // time(t) = max(c0 + c1 t, m0 + m1 t) per layer, t = total context of a step
         const double c0 = 2 * b * layer_params_ / fr, c1 = 4 * attn_width_ / fr;
         const double m0 = layer_params_ * elem_ / br, m1 = kv_layer_token_ / br;
-        auto series = [&](double a0, double a1, std::int64_t lo, std::int64_t hi) {  // contexts [lo, hi)
+        const double t0 = static_cast<double>(total);
+        auto series = [&](double a0, double a1, std::int64_t lo, std::int64_t hi) {  // steps [lo, hi)
             if (hi <= lo) return 0.0;
             const double n = static_cast<double>(hi - lo);
-            const double mean_t = b * (static_cast<double>(lo) + static_cast<double>(hi - 1)) / 2;
+            const double mean_t = t0 + b * (static_cast<double>(lo) + static_cast<double>(hi - 1)) / 2;
             return n * (a0 + a1 * mean_t);
         };
-        const std::int64_t lo = first, hi = first + steps;
         double layer_sum;
         if (c1 == m1) {
-            layer_sum = c0 >= m0 ? series(c0, c1, lo, hi) : series(m0, m1, lo, hi);
+            layer_sum = c0 >= m0 ? series(c0, c1, 0, steps) : series(m0, m1, 0, steps);
         } else {
-            // Contexts where the compute line is at least the memory line.
-            const double cross_t = (m0 - c0) / (c1 - m1);  // in t = batch * context
-            const double cross_ctx = cross_t / b;
-            // compute >= memory for ctx >= cross (if c1 > m1) or ctx <= cross (if c1 < m1)
-            const auto split = static_cast<std::int64_t>(std::clamp(std::ceil(cross_ctx), static_cast<double>(lo),
-                                                                    static_cast<double>(hi)));
-            if (c1 > m1) layer_sum = series(m0, m1, lo, split) + series(c0, c1, split, hi);
-            else layer_sum = series(c0, c1, lo, split) + series(m0, m1, split, hi);
+            // The first step index at which the total context reaches the lines' crossing.
+            const double cross_t = (m0 - c0) / (c1 - m1);
+            const auto split = static_cast<std::int64_t>(
+                std::clamp(std::ceil((cross_t - t0) / b), 0.0, static_cast<double>(steps)));
+            // compute >= memory above the crossing if c1 > m1, below it otherwise
+            if (c1 > m1) layer_sum = series(m0, m1, 0, split) + series(c0, c1, split, steps);
+            else layer_sum = series(c0, c1, 0, split) + series(m0, m1, split, steps);
         }
         return m_.layers * layer_sum + static_cast<double>(steps) * seconds(head(batch));
     }

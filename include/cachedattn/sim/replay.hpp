@@ -2,13 +2,15 @@
 /// @file
 /// @brief Discrete-event replay of a conversation trace through an engine on simulated time:
 /// first turns arrive at their trace times, each later turn `think_s` after the session's
-/// previous turn finished (or at its own trace time); arrived turns queue FCFS in the engine,
-/// which sees them as its look-ahead; when nothing is queued the clock jumps to the next
-/// arrival. Works with any engine whose backend is `sim::sim_backend`.
+/// previous turn completed (or at its own trace time); arrived turns queue FCFS in the engine,
+/// which sees them as its look-ahead, and are admitted whenever the simulated GPU has a free
+/// slot; between events the clock jumps to the next arrival or completion. Works with any
+/// engine whose backend is `sim::sim_backend`.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <queue>
+#include <unordered_map>
 #include <vector>
 
 #include "cachedattn/metrics/summary.hpp"
@@ -17,9 +19,9 @@
 namespace cachedattn::sim {
 
 struct replay_options {
-    /// Turns finished before measuring starts (they warm the store, as the paper's first 10K).
+    /// Turns completed before measuring starts (they warm the store, as the paper's first 10K).
     std::size_t warmup_turns = 0;
-    /// Called after each finished turn with (turns done, turns in all): progress reporting.
+    /// Called after each completed turn with (turns done, turns in all): progress reporting.
     std::function<void(std::size_t, std::size_t)> progress = nullptr;
 };
 
@@ -28,7 +30,13 @@ struct replay_result {
     std::size_t turns = 0;           ///< all turns run, warm-up included
     std::size_t clipped_turns = 0;   ///< turns shortened to fit the context window
     double simulated_s = 0;          ///< simulated time at the end
-    double busy_s = 0;               ///< simulated time the GPUs spent on measured turns
+    double busy_s = 0;               ///< GPU-busy simulated time while measuring (prefills, decode steps)
+    double queue_s = 0;              ///< measured turns' total wait from arrival to admission
+    double turn_s = 0;               ///< measured turns' total time from arrival to completion
+    std::size_t max_queued = 0;      ///< longest the job queue got
+
+    double mean_queue_s() const { return measured.turns() ? queue_s / static_cast<double>(measured.turns()) : 0; }
+    double mean_turn_s() const { return measured.turns() ? turn_s / static_cast<double>(measured.turns()) : 0; }
 };
 
 template <class Engine>
@@ -43,13 +51,23 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
         bool operator>(const arrival& o) const { return at != o.at ? at > o.at : conv > o.conv; }
     };
     std::priority_queue<arrival, std::vector<arrival>, std::greater<>> arrivals;
-    for (std::size_t c = 0; c < t.conversations.size(); ++c)
-        if (!t.conversations[c].turns.empty()) arrivals.push({t.conversations[c].turns[0].at_s, c, 0});
-    const std::size_t total = t.turns();
+    std::unordered_map<session_id, std::size_t> conv_of;  // a session has one turn in flight at most
+    conv_of.reserve(t.conversations.size());
+    for (std::size_t c = 0; c < t.conversations.size(); ++c) {
+        if (t.conversations[c].turns.empty()) continue;
+        arrivals.push({t.conversations[c].turns[0].at_s, c, 0});
+        conv_of[t.conversations[c].session] = c;
+    }
+    struct in_flight {
+        std::size_t turn = 0;
+        double arrived = 0, admitted = 0;
+        turn_metrics metrics{};
+    };
+    std::vector<in_flight> flight(t.conversations.size());
     std::vector<std::size_t> conv_of_job;  // engine job id -> conversation
-    std::vector<std::size_t> turn_of_job;
-    while (!arrivals.empty() || eng.queued() > 0) {
-        if (eng.queued() == 0) b.advance_to(arrivals.top().at);
+    const std::size_t total = t.turns();
+    double busy_mark = b.busy_s();
+    auto submit_arrived = [&] {
         while (!arrivals.empty() && arrivals.top().at <= b.now()) {
             const arrival a = arrivals.top();
             arrivals.pop();
@@ -65,31 +83,46 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
             const std::uint64_t id = eng.submit(
                 {conv.session, std::vector<token_id>(static_cast<std::size_t>(std::max<std::int64_t>(in, 1)), 0),
                  static_cast<int>(out)});
-            if (conv_of_job.size() <= id) {
-                conv_of_job.resize(id + 1);
-                turn_of_job.resize(id + 1);
-            }
+            if (conv_of_job.size() <= id) conv_of_job.resize(id + 1);
             conv_of_job[id] = a.conv;
-            turn_of_job[id] = a.turn;
+            flight[a.conv].turn = a.turn;
+            flight[a.conv].arrived = a.at;
         }
-        for (const auto& done : eng.step()) {
-            const std::size_t c = conv_of_job[done.id], k = turn_of_job[done.id];
-            const auto& conv = t.conversations[c];
-            if (r.turns >= opt.warmup_turns) {
-                r.measured.add(done.result.metrics);
-                r.busy_s += done.result.metrics.ttft_s + done.result.metrics.decode_s + done.result.metrics.save_s;
+        r.max_queued = std::max(r.max_queued, eng.queued());
+    };
+    for (;;) {
+        while (eng.queued() > 0 && b.has_free_slot())
+            for (auto& done : eng.step()) {
+                auto& f = flight[conv_of_job[done.id]];
+                f.admitted = b.now();
+                f.metrics = done.result.metrics;
             }
-            ++r.turns;
-            if (k + 1 < conv.turns.size()) {
-                const auto& next = conv.turns[k + 1];
-                arrivals.push({next.at_s >= 0 ? std::max(next.at_s, b.now()) : b.now() + next.think_s, c, k + 1});
+        if (arrivals.empty() && eng.queued() == 0 && b.running() == 0) break;
+        b.run_until(arrivals.empty() ? b.never : arrivals.top().at);
+        for (const auto& c : b.take_completions()) {
+            const std::size_t ci = conv_of.at(c.session);
+            const auto& conv = t.conversations[ci];
+            auto& f = flight[ci];
+            f.metrics.decode_s = c.decode_end_s - c.first_token_s;
+            if (r.turns >= opt.warmup_turns) {
+                r.measured.add(f.metrics);
+                r.queue_s += f.admitted - f.arrived;
+                r.turn_s += c.finished_s - f.arrived;
+            }
+            if (++r.turns == opt.warmup_turns) busy_mark = b.busy_s();
+            if (f.turn + 1 < conv.turns.size()) {
+                const auto& next = conv.turns[f.turn + 1];
+                arrivals.push({next.at_s >= 0 ? std::max(next.at_s, c.finished_s) : c.finished_s + next.think_s, ci,
+                               f.turn + 1});
             } else {
                 eng.end_session(conv.session);
             }
             if (opt.progress) opt.progress(r.turns, total);
         }
+        submit_arrived();
     }
     r.simulated_s = b.now();
+    r.busy_s = b.busy_s() - busy_mark;
     return r;
 }
 

@@ -1,19 +1,24 @@
 #pragma once
 /// @file
-/// @brief The simulator backend: the same engine, hierarchy and policies, with no tensors. Each
-/// call advances a simulated clock by what the cost model says the work takes on the GPU
-/// profile; the engine reads its time from here (`now()`) instead of the wall clock. Pair it
-/// with accounting-only tiers (device_tier{.accounting_only = true}, sim_host_tier,
-/// sim_file_tier) so that HBM, DRAM and SSD can have the paper's capacities.
+/// @brief The simulator backend: the same engine, hierarchy and policies, with no tensors. The
+/// engine charges each job's work to the simulated server's resources at the point where the
+/// real engine would start it, and reads its time from here (`now()`) instead of the wall
+/// clock. Pair it with accounting-only tiers (device_tier{.accounting_only = true},
+/// sim_host_tier, sim_file_tier) so that HBM, DRAM and SSD can have the paper's capacities.
 ///
-/// What is modelled: prefill per layer (roofline), layer-wise pre-loading over the host link
-/// with the engine's read buffer and any head start from next-job pre-loading
-/// (`layer_timeline`, the rule `layer_pipeline` enforces on real threads), SSD reads before a
-/// hit from the SSD tier is loaded, decode steps as a share of a batch of `decode_batch`
-/// sequences, synchronous saves and write-back demotions over the link. Asynchronous saves and
-/// SSD writes and prefetches run off the critical path and cost no job time.
+/// What is modelled: three resources, each serving FCFS. The SSD (reads of hits from the SSD
+/// tier, before their KV can cross the link), the host link (layer-wise pre-loading beside the
+/// prefill with the engine's read buffer and any head start from next-job pre-loading, the rule
+/// `layer_pipeline` enforces on real threads; whole-session loads; synchronous saves; write-back
+/// demotions), and the GPU (`gpu_server`: continuous batching of up to `decode_batch` jobs,
+/// prefills first). `now()` is when the engine admits the next job; a job's completion comes
+/// later, from run_until(). Asynchronous saves, SSD writes and prefetches run off the critical
+/// path and cost no job time.
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "cachedattn/core/error.hpp"
@@ -21,21 +26,23 @@
 #include "cachedattn/core/rope.hpp"
 #include "cachedattn/engine/layer_timeline.hpp"
 #include "cachedattn/sim/cost_model.hpp"
+#include "cachedattn/sim/gpu_server.hpp"
 
 namespace cachedattn::sim {
 
-/// A load the prefill overlaps with: `bytes` of history KV from tier `from_tier` (>= 2: read
-/// from the SSD first), read buffer `buffer_layers`, started `head_start_s` before the job.
+/// A load the prefill overlaps with: `bytes` of history KV from tier `from_tier`, read buffer
+/// `buffer_layers`, its copy over the link allowed to start at `ready_at` (after any SSD read;
+/// before the job's admission when next-job pre-loading started it).
 struct overlapped_load {
     double bytes = 0;
     std::size_t from_tier = 1;
     int buffer_layers = 1;
-    double head_start_s = 0;
+    double ready_at = 0;
 };
 
 struct sim_options {
-    /// Decode runs in batches of this many sequences: a job pays 1/decode_batch of a batch step
-    /// over a batch of sequences as long as its own (the paper serves with batch 24).
+    /// Continuous batching: at most this many jobs on the GPU at once, decoding together (the
+    /// paper serves with batch 24).
     int decode_batch = 24;
     std::uint64_t seed = 0;  ///< folded into weights_id: "which weights" for the fingerprint
 };
@@ -44,11 +51,15 @@ class sim_backend {
 public:
     static constexpr std::string_view name = "sim";
     static constexpr bool simulated = true;
+    static constexpr double never = gpu_server::never;
 
     sim_backend(const model::model_config& m, const gpu_profile& p, sim_options o = {})
-        : cost_(m, p), opt_(o), rope_(m.head_dim, m.context_window, m.rope()) {
+        : cost_(m, p), opt_(o), rope_(m.head_dim, m.context_window, m.rope()), gpu_(cost_, o.decode_batch) {
         if (o.decode_batch < 1) throw config_error("sim_backend: decode_batch must be >= 1");
     }
+    // The GPU server points at cost_.
+    sim_backend(const sim_backend&) = delete;
+    sim_backend& operator=(const sim_backend&) = delete;
 
     // ---- model_backend
     model_geometry geometry() const { return cost_.model().geometry(); }
@@ -57,49 +68,101 @@ public:
     int vocab() const noexcept { return 1; }
     std::int64_t context_window() const noexcept { return cost_.model().context_window; }
     const rope_table& rope() const noexcept { return rope_; }
-    /// A prefill with nothing to overlap (the concept's entry point).
+    /// A prefill alone (the concept's entry point): the clock moves to its end.
     void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool, std::span<float> logits) {
-        prefill(kv.tokens, static_cast<std::int64_t>(tokens.size()), nullptr);
+        const double end = prefill(kv.tokens, static_cast<std::int64_t>(tokens.size()), nullptr, now_);
+        advance_to(end);
         std::fill(logits.begin(), logits.end(), 0.0f);
     }
 
-    // ---- what the engine calls when it runs on simulated time
+    // ---- the server's clock
+    /// When the engine admits its next job.
     double now() const noexcept { return now_; }
-    void advance(double seconds) { now_ += seconds; }
-    /// Moves the clock forward to `t` (an arrival while idle); never backwards.
-    void advance_to(double t) { now_ = std::max(now_, t); }
-    /// Prefill of `n` new tokens after `cached` cached ones, overlapping `load` if given.
-    void prefill(std::int64_t cached, std::int64_t n, const overlapped_load* load) {
+    /// Runs the server to `t` or to the first job completion before it, whichever comes first;
+    /// the clock moves there. Returns whether a job completed (see take_completions()).
+    bool run_until(double t) {
+        const bool done = gpu_.run(t, true, done_);
+        if (gpu_.time() > now_ && gpu_.time() != never) now_ = gpu_.time();
+        return done;
+    }
+    /// Runs the server to `t` (every completion up to then is recorded); never backwards.
+    void advance_to(double t) {
+        gpu_.run(t, false, done_);
+        now_ = std::max(now_, t);
+    }
+    /// Runs until a job may be admitted (a slot on the GPU is free).
+    void wait_for_slot() {
+        while (!gpu_.has_free_slot()) run_until(never);
+    }
+    /// Runs until every admitted job has completed.
+    void run_until_idle() {
+        while (gpu_.jobs() > 0) run_until(never);
+    }
+    bool has_free_slot() const noexcept { return gpu_.has_free_slot(); }
+    /// Jobs admitted and not completed.
+    std::size_t running() const noexcept { return gpu_.jobs(); }
+    /// Completions since the last call, in time order.
+    std::vector<completion> take_completions() { return std::exchange(done_, {}); }
+    /// GPU-busy seconds so far (prefills and decode steps; idle time not counted).
+    double busy_s() const noexcept { return gpu_.busy_s(); }
+
+    // ---- what the engine charges a job (absolute simulated times; each returns when it ends)
+    /// A read of `bytes` from the SSD that may start at `not_before`.
+    double ssd_read(double bytes, double not_before) {
+        ssd_free_ = std::max(ssd_free_, not_before) + cost_.ssd_read_s(bytes);
+        return ssd_free_;
+    }
+    /// A copy over the host link (a whole-session load, a synchronous save, a demotion).
+    double transfer(double bytes, double not_before) {
+        link_free_ = std::max(link_free_, not_before) + cost_.link_s(bytes);
+        return link_free_;
+    }
+    /// Prefill of `n` new tokens after `cached` cached ones, on the GPU once it is free and no
+    /// earlier than `not_before`, overlapping `load`'s layer-wise copy if given (compute starts
+    /// once the load's data is in host memory). Returns when the first token is out.
+    double prefill(std::int64_t cached, std::int64_t n, const overlapped_load* load, double not_before) {
+        sync();
         const int layers = cost_.model().layers;
         const double layer = cost_.prefill_layer_s(n, cached);
+        double start = std::max({not_before, now_, gpu_.prefill_free()});
         double total = 0;
         if (!load) {
             total = layers * layer;
         } else {
+            start = std::max(start, load->ready_at);
+            const double copy_start = std::max(load->ready_at, link_free_);
             const std::vector<double> compute(static_cast<std::size_t>(layers), layer);
             const std::vector<double> copy(static_cast<std::size_t>(layers), cost_.link_s(load->bytes) / layers);
-            total = layer_timeline(copy, compute, load->buffer_layers, -load->head_start_s).compute_done;
+            const auto t = layer_timeline(copy, compute, load->buffer_layers, copy_start - start);
+            total = t.compute_done;
+            link_free_ = std::max(link_free_, start + t.load_done);
         }
-        now_ += total + cost_.seconds(cost_.head(1));
+        const double end = start + total + cost_.seconds(cost_.head(1));
+        gpu_.add_prefill(start, end);
+        return end;
     }
-    /// `steps` decode steps at contexts first, first+1, ... (closed form, see cost_model).
-    void decode_steps(std::int64_t first, std::int64_t steps) {
-        const auto b = static_cast<std::int64_t>(opt_.decode_batch);
-        now_ += cost_.decode_steps_s(b, first, steps) / static_cast<double>(b);
+    /// The job that prefilled until `first_token` decodes `steps` tokens after its `context`
+    /// tokens in the batch; it completes `tail_s` after its last step. Takes a GPU slot until then.
+    void decode(session_id s, double first_token, std::int64_t context, std::int64_t steps, double tail_s = 0) {
+        gpu_.add_job(s, first_token, context, std::max<std::int64_t>(steps, 0), tail_s);
     }
-    /// A copy over the host link on the critical path (a load, a synchronous save, a demotion).
-    void transfer(double bytes) { now_ += cost_.link_s(bytes); }
-    /// A read from the SSD on the critical path.
-    void ssd_read(double bytes) { now_ += cost_.ssd_read_s(bytes); }
 
     const cost_model& costs() const noexcept { return cost_; }
     const sim_options& options() const noexcept { return opt_; }
 
 private:
+    /// Brings the GPU up to the admission time, so work queued now starts no earlier.
+    void sync() {
+        if (gpu_.time() < now_) gpu_.run(now_, false, done_);
+    }
+
     cost_model cost_;
     sim_options opt_;
     rope_table rope_;
+    gpu_server gpu_;
     double now_ = 0;
+    double ssd_free_ = 0, link_free_ = 0;
+    std::vector<completion> done_;
 };
 
 }  // namespace cachedattn::sim
