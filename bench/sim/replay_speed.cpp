@@ -9,6 +9,7 @@
 #include <cachedattn/cachedattn.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string>
@@ -25,10 +26,11 @@ double max_rss_mb() {
 
 template <class Evict, class Prefetch>
 void run(const char* name, const ca::workload::trace& t, std::size_t warmup) {
+    const int batch = std::getenv("BATCH") ? std::atoi(std::getenv("BATCH")) : 24;
     using H = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::sim_host_tier, ca::tier::sim_file_tier>, Evict,
                                Prefetch, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
     const auto prof = ca::sim::gpu_profile::a100_pcie4(2);
-    ca::sim::sim_backend b(ca::model::model_config::llama2_13b(), prof, {.decode_batch = 24});
+    ca::sim::sim_backend b(ca::model::model_config::llama2_13b(), prof, {.decode_batch = batch});
     typename H::config c;
     std::get<0>(c.tiers) = {static_cast<std::size_t>(32e9), 0, true};
     std::get<1>(c.tiers).capacity_bytes = static_cast<std::size_t>(128e9);
@@ -41,6 +43,9 @@ void run(const char* name, const ca::workload::trace& t, std::size_t warmup) {
     std::printf("%-16s %9zu turns  %7.2f s  %9.0f turns/s  hit rate %.1f%%  max RSS %.0f MB  simulated %.0f s, last arrival %.0f s\n",
                 name, r.turns, s, static_cast<double>(r.turns) / s, 100.0 * r.measured.hit_rate(), max_rss_mb(),
                 r.simulated_s, t.conversations.back().turns.front().at_s);
+    std::printf("%-16s hits HBM/DRAM/SSD %.1f/%.1f/%.1f%%, mean TTFT %.1f ms, mean queue wait %.2f s, longest queue %zu jobs, GPU busy %.0f%%\n",
+                "", 100.0 * r.measured.hit_rate(0), 100.0 * r.measured.hit_rate(1), 100.0 * r.measured.hit_rate(2),
+                1e3 * r.measured.mean_ttft(), r.mean_queue_s(), r.max_queued, 100.0 * r.gpu_utilization());
 }
 
 }  // namespace

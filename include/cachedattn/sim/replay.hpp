@@ -30,6 +30,7 @@ struct replay_result {
     std::size_t turns = 0;           ///< all turns run, warm-up included
     std::size_t clipped_turns = 0;   ///< turns shortened to fit the context window
     double simulated_s = 0;          ///< simulated time at the end
+    double measured_from_s = 0;      ///< simulated time when the warm-up turns had completed
     double busy_s = 0;               ///< GPU-busy simulated time while measuring (prefills, decode steps)
     double queue_s = 0;              ///< measured turns' total wait from arrival to admission
     double turn_s = 0;               ///< measured turns' total time from arrival to completion
@@ -37,6 +38,10 @@ struct replay_result {
 
     double mean_queue_s() const { return measured.turns() ? queue_s / static_cast<double>(measured.turns()) : 0; }
     double mean_turn_s() const { return measured.turns() ? turn_s / static_cast<double>(measured.turns()) : 0; }
+    /// Share of the measured time the GPU was busy.
+    double gpu_utilization() const {
+        return simulated_s > measured_from_s ? busy_s / (simulated_s - measured_from_s) : 0;
+    }
 };
 
 template <class Engine>
@@ -109,7 +114,10 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
                 r.queue_s += f.admitted - f.arrived;
                 r.turn_s += c.finished_s - f.arrived;
             }
-            if (++r.turns == opt.warmup_turns) busy_mark = b.busy_s();
+            if (++r.turns == opt.warmup_turns) {
+                busy_mark = b.busy_s();
+                r.measured_from_s = b.now();
+            }
             if (f.turn + 1 < conv.turns.size()) {
                 const auto& next = conv.turns[f.turn + 1];
                 arrivals.push({next.at_s >= 0 ? std::max(next.at_s, c.finished_s) : c.finished_s + next.think_s, ci,

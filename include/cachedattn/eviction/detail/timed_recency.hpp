@@ -43,10 +43,26 @@ private:
 };
 
 /// The tracked, non-excluded session whose next queued job is latest among the first `end`
-/// queued jobs, or nullopt. O(end).
+/// queued jobs, or nullopt. O(min(end, tracked)): a long queue is scanned from its end only
+/// when it is shorter than the list of tracked sessions (an HBM tier tracks a few dozen
+/// sessions while thousands of jobs wait).
 template <class Tracked>
 std::optional<session_id> latest_queued(const context& ctx, std::size_t end, const Tracked& tracked) {
-    for (std::size_t p = end < ctx.queue.size() ? end : ctx.queue.size(); p-- > 0;) {
+    end = end < ctx.queue.size() ? end : ctx.queue.size();
+    if (tracked.size() < end) {
+        std::optional<session_id> best;
+        std::size_t best_d = 0;
+        tracked.visit([&](session_id s) {
+            const auto d = ctx.queue.distance(s);
+            if (d && *d < end && (!best || *d > best_d) && !ctx.is_excluded(s)) {
+                best = s;
+                best_d = *d;
+            }
+            return true;
+        });
+        return best;
+    }
+    for (std::size_t p = end; p-- > 0;) {
         const session_id s = ctx.queue.at(p);
         if (ctx.queue.distance(s) == p && tracked.contains(s) && !ctx.is_excluded(s)) return s;
     }
