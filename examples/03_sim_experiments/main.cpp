@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifndef CACHEDATTN_SOURCE_DIR
@@ -78,9 +79,11 @@ ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::g
     std::get<0>(c.tiers) = {bytes(s.hbm_gb), 0, true};
     std::get<1>(c.tiers).capacity_bytes = bytes(s.dram_gb);
     std::get<2>(c.tiers).capacity_bytes = bytes(s.ssd_tb * 1e3);
+    ca::next_use_table future;  // Belady's oracle: the replay knows every session's next arrival
+    if constexpr (std::is_same_v<Evict, ca::eviction::belady>) c.eviction.oracle = &future;
     H h(c, b.geometry(), b.weights_id());
     ca::engine<H, ca::sim::sim_backend> eng(h, b, {.retain_across_turns = s.retain, .preload_buffer_layers = s.buffer});
-    return ca::sim::replay(t, eng, {.warmup_turns = warmup});
+    return ca::sim::replay(t, eng, {.warmup_turns = warmup, .oracle = &future});
 }
 
 ca::sim::replay_result dispatch(const spec& s, const model_setup& m, const ca::sim::gpu_profile& p, int batch,
@@ -92,6 +95,7 @@ ca::sim::replay_result dispatch(const spec& s, const model_setup& m, const ca::s
     if (s.policy == "fifo") return run<ev::fifo, pf::none>(s, m, p, batch, t, warmup);
     if (s.policy == "arc") return run<ev::arc, pf::none>(s, m, p, batch, t, warmup);
     if (s.policy == "lfu") return run<ev::lfu, pf::none>(s, m, p, batch, t, warmup);
+    if (s.policy == "belady") return run<ev::belady, pf::none>(s, m, p, batch, t, warmup);
     throw ca::config_error("unknown policy " + s.policy);
 }
 
@@ -155,7 +159,7 @@ int main(int argc, char** argv) try {
     }
     const std::string m13 = models[0].shape.name;
     const double h13 = hbm * models[0].gpus;
-    const std::vector<std::string> policies{"cachedattn", "lru", "fifo", "arc"};
+    const std::vector<std::string> policies{"cachedattn", "lru", "fifo", "arc", "belady"};
     const std::vector<double> drams = o.quick ? std::vector<double>{32, 128} : std::vector<double>{16, 32, 64, 128, 256};
     const std::vector<double> ssds = o.quick ? std::vector<double>{0.5, 10} : std::vector<double>{0.5, 1, 2.5, 5, 10};
     for (const auto& p : policies) {
@@ -194,21 +198,25 @@ int main(int argc, char** argv) try {
     // ---- CSV and JSON
     std::ofstream csv(fs::path(o.out) / "runs.csv");
     csv << "experiment,model,policy,hbm_gb,dram_gb,ssd_tb,rate,buffer,turns,hit,hit_hbm,hit_dram,hit_ssd,mean_ttft_s,"
-           "p99_ttft_s,prefill_tokens_per_s,gpu_hours,dollars,simulated_s\n";
+           "p99_ttft_s,prefill_tokens_per_s,gpu_hours,dollars,simulated_s,mean_queue_s,mean_turn_s,gpu_utilization,max_queued\n";
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& r : results) {
         const auto& m = r.r.measured;
         const std::string policy = r.s.retain ? r.s.policy : "recompute";
-        csv << fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f},{:.5f},{:.5f},{:.1f},{:.3f},{:.2f},{:.1f}\n",
+        csv << fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f},{:.5f},{:.5f},{:.1f},{:.3f},{:.2f},{:.1f},"
+                           "{:.3f},{:.3f},{:.3f},{}\n",
                            r.s.experiment, r.s.model, policy, r.s.hbm_gb, r.s.dram_gb, r.s.ssd_tb, r.s.rate, r.s.buffer,
                            m.turns(), m.hit_rate(), m.hit_rate(0), m.hit_rate(1), m.hit_rate(2), m.mean_ttft(),
-                           m.p99_ttft(), r.prefill_tokens_per_s, r.gpu_hours, r.dollars, r.r.simulated_s);
+                           m.p99_ttft(), r.prefill_tokens_per_s, r.gpu_hours, r.dollars, r.r.simulated_s,
+                           r.r.mean_queue_s(), r.r.mean_turn_s(), r.r.gpu_utilization(), r.r.max_queued);
         runs.push_back({{"experiment", r.s.experiment}, {"model", r.s.model}, {"policy", policy}, {"hbm_gb", r.s.hbm_gb},
                         {"dram_gb", r.s.dram_gb}, {"ssd_tb", r.s.ssd_tb}, {"rate", r.s.rate}, {"buffer", r.s.buffer},
                         {"turns", m.turns()}, {"hit", m.hit_rate()}, {"hit_by_tier", {m.hit_rate(0), m.hit_rate(1), m.hit_rate(2)}},
                         {"mean_ttft_s", m.mean_ttft()}, {"p99_ttft_s", m.p99_ttft()},
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"gpu_hours", r.gpu_hours},
-                        {"dollars", r.dollars}, {"simulated_s", r.r.simulated_s}});
+                        {"dollars", r.dollars}, {"simulated_s", r.r.simulated_s}, {"mean_queue_s", r.r.mean_queue_s()},
+                        {"mean_turn_s", r.r.mean_turn_s()}, {"gpu_utilization", r.r.gpu_utilization()},
+                        {"max_queued", r.r.max_queued}});
     }
     const auto& any = traces.at(o.rate);
     nlohmann::json meta = {{"workload", any.source},
@@ -220,7 +228,9 @@ int main(int argc, char** argv) try {
                            {"hbm_gb_per_gpu", o.hbm_gb_per_gpu},
                            {"decode_batch", o.batch},
                            {"policies", {"cachedattn = scheduler_aware eviction + scheduler_aware prefetch + decoupled RoPE + drop_oldest + async_save",
-                                         "lru/fifo/arc = that eviction, no prefetch", "recompute = RE (nothing kept)"}},
+                                         "lru/fifo/arc = that eviction, no prefetch",
+                                         "belady = MIN with the replay's next-arrival oracle, no prefetch",
+                                         "recompute = RE (nothing kept)"}},
                            {"git_revision", git_revision()}};
     std::ofstream(fs::path(o.out) / "results.json") << nlohmann::json{{"metadata", meta}, {"runs", runs}}.dump(2) << "\n";
 
@@ -266,6 +276,18 @@ int main(int argc, char** argv) try {
         return fmt::format("{:.0f}%", 100 * (1 - find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).dollars /
                                                   find(m, "recompute", o.dram_gb, o.ssd_tb, false).dollars));
     });
+    row("hits served from DRAM", [&](const std::string& m) {
+        const auto& x = find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.measured;
+        return fmt::format("{:.1f}%", x.hits() ? 100.0 * static_cast<double>(x.hits(1)) / static_cast<double>(x.hits()) : 0.0);
+    });
+    row("mean queue wait (RE / cachedattn)", [&](const std::string& m) {
+        return fmt::format("{:.1f} / {:.1f} s", find(m, "recompute", o.dram_gb, o.ssd_tb, false).r.mean_queue_s(),
+                           find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.mean_queue_s());
+    });
+    row("GPU busy (RE / cachedattn)", [&](const std::string& m) {
+        return fmt::format("{:.0f}% / {:.0f}%", 100 * find(m, "recompute", o.dram_gb, o.ssd_tb, false).r.gpu_utilization(),
+                           100 * find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.gpu_utilization());
+    });
     md << "\nHit rate (LLaMA-2-13B) by DRAM capacity (SSD " << o.ssd_tb << " TB) and by SSD capacity (DRAM " << o.dram_gb << " GB):\n\n";
     md << "| policy | " ;
     for (double d : drams) md << d << " GB | ";
@@ -281,14 +303,14 @@ int main(int argc, char** argv) try {
         md << "\n";
     }
     md << "\nPre-load buffer (LLaMA-2-13B; -1 = load the whole session before the prefill) and arrival rate:\n\n"
-          "| run | mean TTFT | mean prefill | hit rate |\n|---|---|---|---|\n";
+          "| run | mean TTFT | mean prefill | hit rate | mean queue wait | GPU busy |\n|---|---|---|---|---|---|\n";
     for (const auto& r : results)
         if (r.s.experiment == "buffer" || r.s.experiment == "rate") {
             const auto& m = r.r.measured;
-            md << fmt::format("| {} {} {} | {:.1f} ms | {:.1f} ms | {:.1f}% |\n", r.s.experiment,
+            md << fmt::format("| {} {} {} | {:.1f} ms | {:.1f} ms | {:.1f}% | {:.1f} s | {:.0f}% |\n", r.s.experiment,
                               r.s.experiment == "buffer" ? fmt::format("{} layers", r.s.buffer) : fmt::format("{}/s", r.s.rate),
                               r.s.retain ? "" : "(RE)", 1e3 * m.mean_ttft(), 1e3 * m.total_prefill() / static_cast<double>(m.turns()),
-                              100 * m.hit_rate());
+                              100 * m.hit_rate(), r.r.mean_queue_s(), 100 * r.r.gpu_utilization());
         }
     md.close();  // flushed: printed at the end
 

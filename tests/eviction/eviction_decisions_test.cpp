@@ -84,6 +84,27 @@ TEST_CASE("belady: never-used-again first, then the farthest next use") {
     CHECK(p.victim(ctx_of(v, ex)) == S(4));
 }
 
+TEST_CASE("belady with a next-use oracle: the farthest next use, never first, whatever the queue") {
+    next_use_table future;
+    eviction::belady p({.oracle = &future});
+    for (std::uint64_t s = 1; s <= 4; ++s) p.on_insert(S(s));
+    future.set(S(1), 50);
+    future.set(S(2), 10);
+    future.set(S(3), 70);
+    future.set(S(4), 20);
+    auto q = queue_of({3});  // ignored: the oracle knows more than the queue
+    const queue_view v(q);
+    CHECK(p.victim(ctx_of(v)) == S(3));
+    const std::vector<session_id> ex{S(3)};
+    CHECK(p.victim(ctx_of(v, ex)) == S(1));
+    future.forget(S(2));  // its conversation is over
+    CHECK(p.victim(ctx_of(v)) == S(2));
+    CHECK(p.admit(S(4), S(1), ctx_of(v)));        // needed at 20, the victim at 50
+    CHECK_FALSE(p.admit(S(1), S(4), ctx_of(v)));  // the other way round
+    const std::vector<session_id> all{S(1), S(2), S(3), S(4)};
+    CHECK_FALSE(p.victim(ctx_of(v, all)).has_value());
+}
+
 TEST_CASE("lfu: fewest uses first, ties by recency") {
     eviction::lfu p;
     for (std::uint64_t s = 1; s <= 3; ++s) p.on_insert(S(s));

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cachedattn/core/next_use.hpp"
 #include "cachedattn/metrics/summary.hpp"
 #include "cachedattn/workload/trace.hpp"
 
@@ -23,6 +24,8 @@ struct replay_options {
     std::size_t warmup_turns = 0;
     /// Called after each completed turn with (turns done, turns in all): progress reporting.
     std::function<void(std::size_t, std::size_t)> progress = nullptr;
+    /// Kept up to date with every session's next use, for eviction::belady's oracle.
+    next_use_table* oracle = nullptr;
 };
 
 struct replay_result {
@@ -92,15 +95,26 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
             conv_of_job[id] = a.conv;
             flight[a.conv].turn = a.turn;
             flight[a.conv].arrived = a.at;
+            if (opt.oracle) opt.oracle->set(conv.session, a.at);
         }
         r.max_queued = std::max(r.max_queued, eng.queued());
     };
     for (;;) {
         while (eng.queued() > 0 && b.has_free_slot())
             for (auto& done : eng.step()) {
-                auto& f = flight[conv_of_job[done.id]];
+                const std::size_t ci = conv_of_job[done.id];
+                auto& f = flight[ci];
                 f.admitted = b.now();
                 f.metrics = done.result.metrics;
+                if (opt.oracle) {  // the next turn comes after this one completes: at least think_s from now
+                    const auto& turns = t.conversations[ci].turns;
+                    if (f.turn + 1 < turns.size()) {
+                        const auto& next = turns[f.turn + 1];
+                        opt.oracle->set(done.session, next.at_s >= 0 ? std::max(next.at_s, b.now()) : b.now() + next.think_s);
+                    } else {
+                        opt.oracle->forget(done.session);
+                    }
+                }
             }
         if (arrivals.empty() && eng.queued() == 0 && b.running() == 0) break;
         b.run_until(arrivals.empty() ? b.never : arrivals.top().at);
@@ -120,8 +134,9 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
             }
             if (f.turn + 1 < conv.turns.size()) {
                 const auto& next = conv.turns[f.turn + 1];
-                arrivals.push({next.at_s >= 0 ? std::max(next.at_s, c.finished_s) : c.finished_s + next.think_s, ci,
-                               f.turn + 1});
+                const double at = next.at_s >= 0 ? std::max(next.at_s, c.finished_s) : c.finished_s + next.think_s;
+                arrivals.push({at, ci, f.turn + 1});
+                if (opt.oracle) opt.oracle->set(conv.session, at);
             } else {
                 eng.end_session(conv.session);
             }
