@@ -78,6 +78,24 @@ TEST_CASE("engine: a turn that fails leaves the session's history as it was") {
     CHECK(test::rel_error(r.first_logits, test::reference_logits(b, full)) < 1e-4);
 }
 
+TEST_CASE("engine: a turn that fails after truncating puts the cut tokens back") {
+    using H = test::stack3<>;
+    backend::cpu_backend b(model::model_config::tiny(), 2);  // window 256
+    test::temp_dir dir("failed-cut");
+    const std::size_t block = b.geometry().block_bytes();
+    H h(test::capacities<H>(10 * block, 1 << 20, 1 << 20, dir.path()), b.geometry(), b.weights_id());  // 160 tokens
+    engine eng(h, b);
+    std::mt19937_64 rng(4);
+    for (int t = 0; t < 3; ++t) eng.run_turn(session_id{1}, test::random_tokens(rng, 40, b.vocab()), 10);
+    const auto before = eng.history(session_id{1});  // 150 tokens
+    REQUIRE(before.size() == 150);
+    // 150 + 100 + 10 overflows the window: the oldest tokens are cut, and then the turn needs
+    // more room than the device has.
+    CHECK_THROWS_AS(eng.run_turn(session_id{1}, test::random_tokens(rng, 100, b.vocab()), 10), config_error);
+    CHECK(eng.history(session_id{1}) == before);
+    CHECK(eng.run_turn(session_id{1}, test::random_tokens(rng, 5, b.vocab()), 2).generated.size() == 2);
+}
+
 TEST_CASE("engine: a truncation offset that would need one block too many falls back to recompute") {
     using H = test::stack3<>;
     backend::cpu_backend b(model::model_config::tiny(), 4);

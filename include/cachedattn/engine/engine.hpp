@@ -105,6 +105,7 @@ public:
     /// Runs one turn of `session`: `input` new tokens, then up to `max_new_tokens` greedy tokens.
     /// On simulated time the server runs until the turn (and anything admitted before it) is done.
     turn_result run_turn(session_id session, std::span<const token_id> input, int max_new_tokens) {
+        validate(input, max_new_tokens);
         h_.set_time(now());
         turn_result r = run_job(session, input, max_new_tokens, queue_view{}, {});
         if constexpr (simulated) {
@@ -207,14 +208,15 @@ private:
 
     turn_result run_job(session_id session, std::span<const token_id> input, int max_new_tokens,
                         const queue_view& queue, std::span<const session_id> pinned, const job* next = nullptr) {
-        const double t0 = now();
-        validate(input, max_new_tokens);
+        const double t0 = now();  // input was validated by run_turn or submit
         if constexpr (simulated) ready_ = t0;
 
         turn_result out;
         turn_metrics& m = out.metrics;
-        // Work on a copy: the session's history changes only when the turn succeeds.
-        std::vector<token_id> hist = history(session);
+        // The session's history changes only when the turn succeeds: a failed turn puts back
+        // what it changed (no copy per turn; histories are long).
+        history_restore hist_guard(history_, session);
+        std::vector<token_id>& hist = hist_guard.hist;
         const std::int64_t window = b_.context_window();
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
         const auto stats_before = h_.stats();
@@ -304,7 +306,7 @@ private:
         if (m.truncated) {
             const auto d = static_cast<std::size_t>(cut.drop_tokens);
             const auto k = static_cast<std::size_t>(cut.keep_front);
-            hist.erase(hist.begin() + static_cast<std::ptrdiff_t>(k), hist.begin() + static_cast<std::ptrdiff_t>(k + d));
+            hist_guard.cut(k, d);
             if (have) {
                 // The device KV is rewritten below: any saved copy no longer matches it.
                 h_.copies().discard(session);
@@ -340,7 +342,7 @@ private:
             h_.drop(session);  // the device entry may hold KV the history does not (waits for copies)
             throw;
         }
-        history_[session] = std::move(hist);
+        hist_guard.commit();
 
         const auto& stats_after = h_.stats();
         for (std::size_t t = 0; t < Hierarchy::tier_count; ++t) {
@@ -682,6 +684,44 @@ private:
     }
 
     static double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+    /// A session's history taken out for a turn: commit() stores the new one; otherwise the
+    /// destructor restores the old one (undoing a truncation cut and anything appended).
+    struct history_restore {
+        std::unordered_map<session_id, std::vector<token_id>>& map;
+        session_id session;
+        std::vector<token_id> hist;
+        bool existed = false, committed = false;
+        std::size_t size = 0, cut_at = 0;
+        std::vector<token_id> removed;
+
+        history_restore(std::unordered_map<session_id, std::vector<token_id>>& m, session_id s) : map(m), session(s) {
+            if (auto it = m.find(s); it != m.end()) {
+                hist = std::move(it->second);
+                existed = true;
+            }
+            size = hist.size();
+        }
+        history_restore(const history_restore&) = delete;
+        history_restore& operator=(const history_restore&) = delete;
+        /// Removes tokens [k, k + d) (a truncation).
+        void cut(std::size_t k, std::size_t d) {
+            const auto b = hist.begin() + static_cast<std::ptrdiff_t>(k);
+            removed.assign(b, b + static_cast<std::ptrdiff_t>(d));
+            cut_at = k;
+            hist.erase(b, b + static_cast<std::ptrdiff_t>(d));
+        }
+        void commit() {
+            map[session] = std::move(hist);
+            committed = true;
+        }
+        ~history_restore() {
+            if (committed) return;
+            hist.resize(size - removed.size());
+            hist.insert(hist.begin() + static_cast<std::ptrdiff_t>(cut_at), removed.begin(), removed.end());
+            if (existed) map[session] = std::move(hist);
+        }
+    };
 
     void validate(std::span<const token_id> input, int max_new_tokens) const {
         if (input.empty()) throw input_error("engine::run_turn: a turn needs at least one input token");

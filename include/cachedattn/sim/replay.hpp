@@ -59,20 +59,16 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
         bool operator>(const arrival& o) const { return at != o.at ? at > o.at : conv > o.conv; }
     };
     std::priority_queue<arrival, std::vector<arrival>, std::greater<>> arrivals;
-    std::unordered_map<session_id, std::size_t> conv_of;  // a session has one turn in flight at most
-    conv_of.reserve(t.conversations.size());
-    for (std::size_t c = 0; c < t.conversations.size(); ++c) {
-        if (t.conversations[c].turns.empty()) continue;
-        arrivals.push({t.conversations[c].turns[0].at_s, c, 0});
-        conv_of[t.conversations[c].session] = c;
-    }
+    for (std::size_t c = 0; c < t.conversations.size(); ++c)
+        if (!t.conversations[c].turns.empty()) arrivals.push({t.conversations[c].turns[0].at_s, c, 0});
+    // Turns queued or running, by session: a session has one turn in flight at most. Only
+    // these are held, so memory follows the load, not the trace's length.
     struct in_flight {
-        std::size_t turn = 0;
+        std::size_t conv = 0, turn = 0;
         double arrived = 0, admitted = 0;
         turn_metrics metrics{};
     };
-    std::vector<in_flight> flight(t.conversations.size());
-    std::vector<std::size_t> conv_of_job;  // engine job id -> conversation
+    std::unordered_map<session_id, in_flight> flight;
     const std::size_t total = t.turns();
     double busy_mark = b.busy_s();
     auto submit_arrived = [&] {
@@ -88,13 +84,9 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
                 in = std::min<std::int64_t>(in, window / 2);
                 out = std::max<std::int64_t>(1, std::min<std::int64_t>(out, window - in));
             }
-            const std::uint64_t id = eng.submit(
-                {conv.session, std::vector<token_id>(static_cast<std::size_t>(std::max<std::int64_t>(in, 1)), 0),
-                 static_cast<int>(out)});
-            if (conv_of_job.size() <= id) conv_of_job.resize(id + 1);
-            conv_of_job[id] = a.conv;
-            flight[a.conv].turn = a.turn;
-            flight[a.conv].arrived = a.at;
+            eng.submit({conv.session, std::vector<token_id>(static_cast<std::size_t>(std::max<std::int64_t>(in, 1)), 0),
+                        static_cast<int>(out)});
+            flight[conv.session] = {a.conv, a.turn, a.at, 0, {}};
             if (opt.oracle) opt.oracle->set(conv.session, a.at);
         }
         r.max_queued = std::max(r.max_queued, eng.queued());
@@ -102,8 +94,8 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
     for (;;) {
         while (eng.queued() > 0 && b.has_free_slot())
             for (auto& done : eng.step()) {
-                const std::size_t ci = conv_of_job[done.id];
-                auto& f = flight[ci];
+                auto& f = flight.at(done.session);
+                const std::size_t ci = f.conv;
                 f.admitted = b.now();
                 f.metrics = done.result.metrics;
                 if (opt.oracle) {  // the next turn comes after this one completes: at least think_s from now
@@ -119,12 +111,15 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
         if (arrivals.empty() && eng.queued() == 0 && b.running() == 0) break;
         b.run_until(arrivals.empty() ? b.never : arrivals.top().at);
         for (const auto& c : b.take_completions()) {
-            const std::size_t ci = conv_of.at(c.session);
+            const auto it = flight.find(c.session);
+            const in_flight f = std::move(it->second);
+            flight.erase(it);
+            const std::size_t ci = f.conv;
             const auto& conv = t.conversations[ci];
-            auto& f = flight[ci];
-            f.metrics.decode_s = c.decode_end_s - c.first_token_s;
             if (r.turns >= opt.warmup_turns) {
-                r.measured.add(f.metrics);
+                turn_metrics m = f.metrics;
+                m.decode_s = c.decode_end_s - c.first_token_s;
+                r.measured.add(m);
                 r.queue_s += f.admitted - f.arrived;
                 r.turn_s += c.finished_s - f.arrived;
             }
