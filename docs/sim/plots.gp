@@ -34,10 +34,10 @@ set yrange [0:1]
 set output 'docs/sim/hit_vs_dram.png'
 set xlabel 'DRAM (GB), LLaMA-2-13B'
 set logscale x
-plot 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'cachedattn' ? $5 : 1/0):10 with linespoints title 'cachedattn', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'lru' ? $5 : 1/0):10 with linespoints title 'lru', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'fifo' ? $5 : 1/0):10 with linespoints title 'fifo', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'arc' ? $5 : 1/0):10 with linespoints title 'arc'
+plot 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'cachedattn' ? $5 : 1/0):10 with linespoints title 'cachedattn', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'lru' ? $5 : 1/0):10 with linespoints title 'lru', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'fifo' ? $5 : 1/0):10 with linespoints title 'fifo', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'arc' ? $5 : 1/0):10 with linespoints title 'arc', 'docs/sim/runs.csv' using (strcol(1) eq 'dram' && strcol(3) eq 'belady' ? $5 : 1/0):10 with linespoints title 'belady'
 set output 'docs/sim/hit_vs_ssd.png'
 set xlabel 'SSD (TB), LLaMA-2-13B'
-plot 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'cachedattn' ? $6 : 1/0):10 with linespoints title 'cachedattn', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'lru' ? $6 : 1/0):10 with linespoints title 'lru', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'fifo' ? $6 : 1/0):10 with linespoints title 'fifo', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'arc' ? $6 : 1/0):10 with linespoints title 'arc'
+plot 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'cachedattn' ? $6 : 1/0):10 with linespoints title 'cachedattn', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'lru' ? $6 : 1/0):10 with linespoints title 'lru', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'fifo' ? $6 : 1/0):10 with linespoints title 'fifo', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'arc' ? $6 : 1/0):10 with linespoints title 'arc', 'docs/sim/runs.csv' using (strcol(1) eq 'ssd' && strcol(3) eq 'belady' ? $6 : 1/0):10 with linespoints title 'belady'
 unset logscale x
 set yrange [0:*]
 set ylabel 'mean TTFT (s)'

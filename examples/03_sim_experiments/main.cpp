@@ -46,6 +46,7 @@ struct options {
     double dram_gb = 128, ssd_tb = 10;
     int batch = 24;
     bool quick = false;
+    std::string results_md;  ///< a markdown file whose generated section to replace with tables.md
 };
 
 struct model_setup {
@@ -126,6 +127,9 @@ int main(int argc, char** argv) try {
     app.add_option("--ssd-tb", o.ssd_tb, "SSD for KV (TB)")->check(CLI::PositiveNumber);
     app.add_option("--batch", o.batch, "decode batch size")->check(CLI::PositiveNumber);
     app.add_flag("--quick", o.quick, "1/9 of the workload and fewer sweep points (a smoke run)");
+    app.add_option("--results-md", o.results_md,
+                   "also replace the section between <!-- generated:NAME:begin --> and <!-- generated:NAME:end --> "
+                   "in this markdown file with the tables (NAME: the --out folder's name)");
     CLI11_PARSE(app, argc, argv);
     if (o.quick) {
         o.conversations = std::min<std::size_t>(o.conversations, 1000);
@@ -240,6 +244,16 @@ int main(int argc, char** argv) try {
                       "profile {}, {} GB HBM per GPU for cached KV, decode batch {}.\n\n",
                       o.quick ? " --quick" : "", git_revision(), any.source, any.turns(), o.warmup,
                       profile.name, o.hbm_gb_per_gpu, o.batch);
+    // The paper's headline numbers (../shared/PAPER.md), for the side-by-side table.
+    const std::map<std::string, std::vector<std::string>> paper{
+        {"hit rate, HBM+DRAM+SSD", {"86%", "71%", "89%", "90%"}},
+        {"hit rate, HBM+DRAM", {"3.4%", "1.7%", "7.7%", "19.1%"}},
+        {"hit rate, HBM only", {"~0%", "~0%", "~0%", "~0%"}},
+        {"TTFT reduction vs RE", {"85%", "61%", "87%", "86%"}},
+        {"prefill throughput vs RE", {"6.8x", "2.6x", "7.8x", "7.2x"}},
+        {"GPU-time speedup", {"4.0x", "1.9x", "3.3x", "3.4x"}},
+        {"cost reduction", {"70%", "43%", "66%", "68%"}}};
+    std::vector<std::pair<std::string, std::vector<std::string>>> ours;  // filled by row() below
     md << "| metric | " ;
     for (const auto& m : models) md << m.shape.name << " | ";
     md << "\n|---|";
@@ -254,7 +268,12 @@ int main(int argc, char** argv) try {
     };
     auto row = [&](const std::string& name, auto value) {
         md << "| " << name << " | ";
-        for (const auto& m : models) md << value(m.shape.name) << " | ";
+        ours.emplace_back(name, std::vector<std::string>{});
+        for (const auto& m : models) {
+            const std::string v = value(m.shape.name);
+            md << v << " | ";
+            ours.back().second.push_back(v);
+        }
         md << "\n";
     };
     row("hit rate, HBM+DRAM+SSD", [&](const std::string& m) { return fmt::format("{:.1f}%", 100 * find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.measured.hit_rate()); });
@@ -288,6 +307,18 @@ int main(int argc, char** argv) try {
         return fmt::format("{:.0f}% / {:.0f}%", 100 * find(m, "recompute", o.dram_gb, o.ssd_tb, false).r.gpu_utilization(),
                            100 * find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.gpu_utilization());
     });
+    md << "\nThe paper's numbers (its A100 server, ../shared/PAPER.md) beside ours:\n\n| metric |";
+    for (const auto& m : models) md << " " << m.shape.name << " paper | ours |";
+    md << "\n|---|";
+    for (std::size_t i = 0; i < models.size(); ++i) md << "---|---|";
+    md << "\n";
+    for (const auto& [name, values] : ours) {
+        const auto it = paper.find(name);
+        if (it == paper.end()) continue;
+        md << "| " << name << " |";
+        for (std::size_t i = 0; i < values.size(); ++i) md << " " << it->second[i] << " | " << values[i] << " |";
+        md << "\n";
+    }
     md << "\nHit rate (LLaMA-2-13B) by DRAM capacity (SSD " << o.ssd_tb << " TB) and by SSD capacity (DRAM " << o.dram_gb << " GB):\n\n";
     md << "| policy | " ;
     for (double d : drams) md << d << " GB | ";
@@ -300,6 +331,18 @@ int main(int argc, char** argv) try {
         for (const auto& r : results)
             if ((r.s.experiment == "dram" || r.s.experiment == "ssd") && r.s.policy == p)
                 md << fmt::format("{:.1f}% | ", 100 * r.r.measured.hit_rate());
+        md << "\n";
+    }
+    md << "\nHits served from DRAM (LLaMA-2-13B, share of all turns) by DRAM capacity: a larger DRAM holds more "
+          "sessions, and the scheduler-aware prefetcher brings queued sessions up from the SSD.\n\n| policy | ";
+    for (double d : drams) md << d << " GB | ";
+    md << "\n|---|";
+    for (std::size_t i = 0; i < drams.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& p : policies) {
+        md << "| " << p << " | ";
+        for (const auto& r : results)
+            if (r.s.experiment == "dram" && r.s.policy == p) md << fmt::format("{:.1f}% | ", 100 * r.r.measured.hit_rate(1));
         md << "\n";
     }
     md << "\nPre-load buffer (LLaMA-2-13B; -1 = load the whole session before the prefill) and arrival rate:\n\n"
@@ -379,7 +422,22 @@ int main(int argc, char** argv) try {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), o.out,
                plotted ? ", *.png" : " and plots.gp (gnuplot missing or it failed: run it on plots.gp)");
     std::ifstream tables(fs::path(o.out) / "tables.md");
-    fmt::print("\n{}", std::string((std::istreambuf_iterator<char>(tables)), std::istreambuf_iterator<char>()));
+    const std::string generated((std::istreambuf_iterator<char>(tables)), std::istreambuf_iterator<char>());
+    fmt::print("\n{}", generated);
+    if (!o.results_md.empty()) {
+        const std::string name = fs::path(o.out).filename().string();
+        const std::string begin = "<!-- generated:" + name + ":begin -->", end = "<!-- generated:" + name + ":end -->";
+        std::ifstream in(o.results_md);
+        if (!in) throw ca::config_error("--results-md: cannot read " + o.results_md);
+        std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        in.close();
+        const auto b = doc.find(begin), e = doc.find(end);
+        if (b == std::string::npos || e == std::string::npos || e < b)
+            throw ca::config_error("--results-md: " + o.results_md + " has no section " + begin + " ... " + end);
+        doc.replace(b + begin.size(), e - b - begin.size(), "\n" + generated + "\n");
+        std::ofstream(o.results_md) << doc;
+        fmt::print("replaced the section {} of {}\n", name, o.results_md);
+    }
     return 0;
 } catch (const cachedattn::error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
