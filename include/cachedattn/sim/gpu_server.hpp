@@ -39,8 +39,6 @@ public:
     /// Jobs on the GPU (in prefill, waiting to join, or decoding).
     std::size_t jobs() const noexcept { return jobs_; }
     bool has_free_slot() const noexcept { return jobs_ < static_cast<std::size_t>(slots_); }
-    /// Sequences in the decode batch now.
-    std::int64_t batch() const noexcept { return b_; }
     /// When the last prefill queued so far ends: a new prefill starts no earlier.
     double prefill_free() const noexcept { return prefill_free_; }
     /// GPU-busy seconds: prefills (alone on the GPU) plus decode steps.

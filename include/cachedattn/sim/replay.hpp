@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <queue>
 #include <unordered_map>
 #include <vector>
@@ -71,6 +72,13 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
     std::unordered_map<session_id, in_flight> flight;
     const std::size_t total = t.turns();
     double busy_mark = b.busy_s();
+    // When turn `k + 1` of conversation `c` arrives if turn k completes at `done` (nullopt: no such turn).
+    auto next_arrival = [&](std::size_t c, std::size_t k, double done) -> std::optional<double> {
+        const auto& turns = t.conversations[c].turns;
+        if (k + 1 >= turns.size()) return std::nullopt;
+        const auto& next = turns[k + 1];
+        return next.at_s >= 0 ? std::max(next.at_s, done) : done + next.think_s;
+    };
     auto submit_arrived = [&] {
         while (!arrivals.empty() && arrivals.top().at <= b.now()) {
             const arrival a = arrivals.top();
@@ -95,31 +103,24 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
         while (eng.queued() > 0 && b.has_free_slot())
             for (auto& done : eng.step()) {
                 auto& f = flight.at(done.session);
-                const std::size_t ci = f.conv;
                 f.admitted = b.now();
                 f.metrics = done.result.metrics;
-                if (opt.oracle) {  // the next turn comes after this one completes: at least think_s from now
-                    const auto& turns = t.conversations[ci].turns;
-                    if (f.turn + 1 < turns.size()) {
-                        const auto& next = turns[f.turn + 1];
-                        opt.oracle->set(done.session, next.at_s >= 0 ? std::max(next.at_s, b.now()) : b.now() + next.think_s);
-                    } else {
-                        opt.oracle->forget(done.session);
-                    }
+                if (opt.oracle) {  // the next turn comes after this one completes: no earlier than if it completed now
+                    if (const auto at = next_arrival(f.conv, f.turn, b.now())) opt.oracle->set(done.session, *at);
+                    else opt.oracle->forget(done.session);
                 }
             }
         if (arrivals.empty() && eng.queued() == 0 && b.running() == 0) break;
         b.run_until(arrivals.empty() ? b.never : arrivals.top().at);
         for (const auto& c : b.take_completions()) {
             const auto it = flight.find(c.session);
-            const in_flight f = std::move(it->second);
+            in_flight f = std::move(it->second);
             flight.erase(it);
             const std::size_t ci = f.conv;
             const auto& conv = t.conversations[ci];
             if (r.turns >= opt.warmup_turns) {
-                turn_metrics m = f.metrics;
-                m.decode_s = c.decode_end_s - c.first_token_s;
-                r.measured.add(m);
+                f.metrics.decode_s = c.decode_end_s - c.first_token_s;
+                r.measured.add(f.metrics);
                 r.queue_s += f.admitted - f.arrived;
                 r.turn_s += c.finished_s - f.arrived;
             }
@@ -127,11 +128,9 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
                 busy_mark = b.busy_s();
                 r.measured_from_s = b.now();
             }
-            if (f.turn + 1 < conv.turns.size()) {
-                const auto& next = conv.turns[f.turn + 1];
-                const double at = next.at_s >= 0 ? std::max(next.at_s, c.finished_s) : c.finished_s + next.think_s;
-                arrivals.push({at, ci, f.turn + 1});
-                if (opt.oracle) opt.oracle->set(conv.session, at);
+            if (const auto at = next_arrival(ci, f.turn, c.finished_s)) {
+                arrivals.push({*at, ci, f.turn + 1});
+                if (opt.oracle) opt.oracle->set(conv.session, *at);
             } else {
                 eng.end_session(conv.session);
             }
