@@ -1,6 +1,7 @@
 #pragma once
 /// @file
 /// @brief A session's stored KV in its tier-independent form, and the paged view kernels read.
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +40,24 @@ struct kv_entry {
     /// pinned host memory (tier::pool_memory::host_resource) and load back at full link speed.
     std::pmr::vector<std::byte> data;
 };
+
+/// @brief Drops the oldest `n` tokens of an entry in host memory: the whole blocks they
+/// leave empty go, and the first kept token's slot becomes `first_offset` (the layout
+/// `device_tier::truncate_front` keeps). An entry that carries no bytes (accounting-only
+/// tiers) changes only its tokens. Pre: n <= tokens.
+inline void trim_front(kv_entry& e, std::size_t n, const model_geometry& g) {
+    assert(n <= e.meta.tokens.size());
+    const std::size_t slot = e.meta.first_offset + n;
+    const auto bt = static_cast<std::size_t>(g.block_tokens);
+    const std::size_t gone = slot / bt;
+    if (!e.data.empty()) {
+        const std::size_t bytes = std::min(gone * g.block_bytes(), e.data.size());
+        e.data.erase(e.data.begin(), e.data.begin() + static_cast<std::ptrdiff_t>(bytes));
+    }
+    e.meta.tokens.erase(e.meta.tokens.begin(), e.meta.tokens.begin() + static_cast<std::ptrdiff_t>(n));
+    e.meta.first_offset = e.meta.tokens.empty() ? 0 : static_cast<std::uint32_t>(slot % bt);
+    if (e.meta.tokens.empty()) e.data.clear();
+}
 
 /// @brief A trivially copyable view of one session's KV in a block pool (paged KV). Token `t`
 /// of the view lives in block `table[(first_offset + t) / block_tokens]`.

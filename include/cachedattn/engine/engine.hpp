@@ -150,7 +150,11 @@ public:
             jobs_.pop_front();
         }
         const queue_view view = queue();
-        h_.prefetch(view);
+        // The batch has left the queue but runs now: the prefetcher must not move it down.
+        std::vector<session_id> running;
+        running.reserve(batch.size());
+        for (const auto& b : batch) running.push_back(b.work.session);
+        h_.prefetch(view, running);
         std::vector<job_result> out;
         out.reserve(batch.size());
         std::vector<session_id> later;  // batch members not run yet keep their KV where it is
@@ -198,6 +202,7 @@ private:
         std::shared_ptr<double> seconds;  ///< load duration, written before the last layer is marked
         std::size_t from_tier = 0;
         double started_at = 0;  ///< simulated: when the copy could start (next-job pre-loading)
+        std::size_t dropped_front = 0;  ///< oldest tokens cut before loading (a truncating turn)
     };
     /// Bytes of KV an entry stands for (accounting-only entries carry none).
     std::size_t kv_bytes_of(const kv_entry& e) const {
@@ -235,18 +240,22 @@ private:
             m.save_s += now() - w0;
         }
 
-        // 1. Overflow: decide the truncation first; a cache it will discard is not loaded.
+        // 1. Overflow: decide the truncation first; a cache it will discard is not loaded, and
+        // a cache it cuts from the front is loaded without the cut tokens (trim_on_load).
         truncation::decision cut{};
+        bool trim_on_load = false;
         if (static_cast<std::int64_t>(hist.size()) + needed > window) {
             cut = h_.truncation().decide(static_cast<std::int64_t>(hist.size()), needed, window);
             m.truncated = true;
-            if (load) {  // not expected (checked before pre-loading), but never compute over a half load
+            trim_on_load = trims_on_load(cut);
+            if (load && !(trim_on_load && load->dropped_front == static_cast<std::size_t>(cut.drop_tokens))) {
+                // Pre-loaded for another cut (not expected): never compute over a half load.
                 h_.copies().settle(session);
                 m.hit_tier = load->from_tier;
                 load.reset();
             }
             // Not worth loading: the policy discards it, or truncation drops all of it.
-            if (h_.locate(session) &&
+            if (!load && h_.locate(session) &&
                 (!cut.reuse_cache || (cut.keep_front == 0 && h_.meta(session).tokens.size() <=
                                                                 static_cast<std::size_t>(cut.drop_tokens)))) {
                 h_.drop(session);
@@ -263,16 +272,20 @@ private:
             m.bytes_loaded = kv_bytes_of(*load->src);
             m.preloaded_ahead = true;
         } else if (const auto where = h_.locate(session)) {
-            if (cfg_.preload_buffer_layers >= 0 && *where > 0 && !m.truncated) {
+            if (cfg_.preload_buffer_layers >= 0 && *where > 0 && (!m.truncated || trim_on_load)) {
                 if (usable(h_.meta(session), hist)) {
-                    if (auto staged = h_.promote_staged(session, pinned, queue)) {
+                    const std::size_t drop = trim_on_load ? static_cast<std::size_t>(cut.drop_tokens) : 0;
+                    const double stored = static_cast<double>(kv_bytes_of(h_.meta(session)));
+                    if (auto staged = h_.promote_staged(session, pinned, queue, drop)) {
                         load = layer_load{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where,
-                                          now()};
+                                          now(), drop};
                         have = true;
                         m.hit_tier = *where;
                         m.bytes_loaded = kv_bytes_of(*load->src);
-                        if constexpr (simulated)  // the link copy can start once the read is done
-                            if (*where >= 2) load->started_at = b_.ssd_read(static_cast<double>(m.bytes_loaded), t0);
+                        // The link copy can start once the read is done; the file tier reads
+                        // the whole file, the cut happens in host memory.
+                        if constexpr (simulated)
+                            if (*where >= 2) load->started_at = b_.ssd_read(stored, t0);
                     } else {
                         m.damaged = true;
                     }
@@ -293,7 +306,8 @@ private:
             }
         }
         auto& dev = h_.device();
-        if (have && !usable(dev.meta(session), hist)) {
+        const std::size_t trimmed = load ? load->dropped_front : 0;  // the device entry starts at hist[trimmed]
+        if (have && !usable(dev.meta(session), hist, trimmed)) {
             if (load) abort_load(session, *load);
             load.reset();
             h_.drop(session);
@@ -307,7 +321,10 @@ private:
             const auto d = static_cast<std::size_t>(cut.drop_tokens);
             const auto k = static_cast<std::size_t>(cut.keep_front);
             hist_guard.cut(k, d);
-            if (have) {
+            if (have && trimmed == d) {
+                // Cut before loading: the device entry holds exactly the kept tokens, and keys
+                // stored before RoPE need no re-encoding at their new positions.
+            } else if (have) {
                 // The device KV is rewritten below: any saved copy no longer matches it.
                 h_.copies().discard(session);
                 const std::size_t cached = dev.meta(session).tokens.size();
@@ -408,19 +425,27 @@ private:
             std::find(keep.begin(), keep.end(), s) != keep.end())
             return;
         const auto& hist = history(s);
-        if (static_cast<std::int64_t>(hist.size() + next->input.size()) + next->max_new_tokens > b_.context_window())
-            return;  // it will truncate: its turn decides what to load
+        std::size_t drop = 0;
+        const auto hist_len = static_cast<std::int64_t>(hist.size());
+        const std::int64_t needed = static_cast<std::int64_t>(next->input.size()) + next->max_new_tokens;
+        if (hist_len + needed > b_.context_window()) {
+            // It will truncate: load only what its turn keeps (the same decision its turn makes).
+            const auto cut = h_.truncation().decide(hist_len, needed, b_.context_window());
+            if (!trims_on_load(cut) || h_.meta(s).tokens.size() <= static_cast<std::size_t>(cut.drop_tokens)) return;
+            drop = static_cast<std::size_t>(cut.drop_tokens);
+        }
         if (!usable(h_.meta(s), hist)) return;
         std::vector<session_id> pinned(keep.begin(), keep.end());
         pinned.push_back(s);
-        const std::size_t need = h_.device().charge(h_.meta(s));
+        const std::size_t need = h_.staged_charge(s, drop);
         if (need > h_.device().capacity_bytes() || !h_.plan_room(0, need, pinned, queue)) return;
-        auto staged = h_.promote_staged(s, keep, queue);
+        const double stored = static_cast<double>(kv_bytes_of(h_.meta(s)));
+        auto staged = h_.promote_staged(s, keep, queue, drop);
         if (!staged) return;  // damaged: its turn will see a miss
-        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where};
+        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where, 0, drop};
         if constexpr (simulated) {
             l.started_at = now();  // the link copy can start once any SSD read (here, as the real engine does) is done
-            if (*where >= 2) l.started_at = b_.ssd_read(static_cast<double>(kv_bytes_of(*l.src)), now());
+            if (*where >= 2) l.started_at = b_.ssd_read(stored, now());
         } else {
             start_load(s, l);
         }
@@ -739,10 +764,18 @@ private:
 
     /// Stored KV is reused only if its tokens are an exact prefix of the history and, for keys
     /// stored after RoPE, they were rotated at the positions they have now.
-    static bool usable(const kv_meta& meta, const std::vector<token_id>& hist) {
-        if (meta.tokens.size() > hist.size()) return false;
-        if (!std::equal(meta.tokens.begin(), meta.tokens.end(), hist.begin())) return false;
+    /// `skip`: the cache was cut before loading and starts at history token `skip`.
+    static bool usable(const kv_meta& meta, const std::vector<token_id>& hist, std::size_t skip = 0) {
+        if (skip > hist.size() || meta.tokens.size() > hist.size() - skip) return false;
+        const auto from = hist.begin() + static_cast<std::ptrdiff_t>(skip);
+        if (!std::equal(meta.tokens.begin(), meta.tokens.end(), from)) return false;
         return posenc::keys_pre_rope || meta.rope_base == 0;
+    }
+    /// A cut of the oldest tokens whose kept KV stays valid as it is (keys stored before RoPE)
+    /// is applied to the stored entry in host memory, before loading: only the kept tokens
+    /// take device room and cross the link, layer by layer like any other hit.
+    static bool trims_on_load(const truncation::decision& cut) {
+        return posenc::keys_pre_rope && cut.reuse_cache && cut.keep_front == 0 && cut.drop_tokens > 0;
     }
 
     token_id argmax() const {

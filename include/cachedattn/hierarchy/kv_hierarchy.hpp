@@ -139,6 +139,7 @@ public:
     template <std::size_t I>
     const auto& tier() const noexcept { return std::get<I>(tiers_); }
     device_type& device() noexcept { return std::get<0>(tiers_); }
+    const device_type& device() const noexcept { return std::get<0>(tiers_); }
     const Evict& eviction(std::size_t tier) const { return evict_.at(tier); }
     const Prefetch& prefetcher() const noexcept { return prefetch_; }
     const Truncate& truncation() const noexcept { return truncate_; }
@@ -169,11 +170,17 @@ public:
     // ---------------------------------------------------------------- plan, then apply
     /// Moves that would free `bytes` in tier `i` without touching `pinned`, or nullopt when
     /// impossible (the tier is too small, or everything in it is pinned).
+    ///
+    /// `leaving` (tier, bytes): a session that leaves that tier before the plan is applied (a
+    /// fetch moving it up): its bytes count as free there, so a victim moving down can take
+    /// them instead of displacing someone else.
     std::optional<std::vector<tier_move>> plan_room(std::size_t i, std::size_t bytes,
                                                     std::span<const session_id> pinned,
-                                                    const queue_view& queue = {}) const {
+                                                    const queue_view& queue = {},
+                                                    std::pair<std::size_t, std::size_t> leaving = {0, 0}) const {
         std::array<std::size_t, tier_count> free{};
         for (std::size_t t = 0; t < tier_count; ++t) free[t] = free_bytes(t);
+        if (leaving.first < tier_count) free[leaving.first] += leaving.second;
         std::array<std::vector<session_id>, tier_count> chosen;
         for (auto& c : chosen) c.assign(pinned.begin(), pinned.end());
         std::vector<tier_move> plan;
@@ -225,7 +232,7 @@ public:
             traits::on_access(evict_[0], s, now_);
             return r;
         }
-        room_on_device_for(s, pinned, queue);
+        room_on_device_for(s, pinned, queue, device().charge(meta(s)));
         auto e = take_from(s, *locate(s));  // making room never moves a pinned session
         if (!e) {
             r.damaged = true;
@@ -239,16 +246,32 @@ public:
     /// Like promote_to_device, but only allocates the session's blocks in the device tier and
     /// hands back the KV (in memory, staged) for the caller to copy layer by layer with
     /// `device().copy_layer` (layer-wise pre-loading). nullopt when the copy was damaged.
+    ///
+    /// `drop_front` > 0 loads a truncated session: its oldest `drop_front` tokens are cut from
+    /// the entry in host memory (whole blocks plus an offset) before the device blocks are
+    /// allocated, so only the kept tokens take device room and cross the link. Only valid when
+    /// the kept keys need no re-encoding (keys stored before RoPE).
     std::optional<kv_entry> promote_staged(session_id s, std::span<const session_id> pinned,
-                                           const queue_view& queue = {}) {
-        room_on_device_for(s, pinned, queue);
+                                           const queue_view& queue = {}, std::size_t drop_front = 0) {
+        room_on_device_for(s, pinned, queue, staged_charge(s, drop_front));
         auto e = take_from(s, *locate(s));
         if (!e) return std::nullopt;
+        if (drop_front) trim_front(*e, std::min(drop_front, e->meta.tokens.size()), geometry());
         device().put_staged(e->meta);
         traits::on_insert(evict_[0], s, now_);
         dir_[s] = 0;
         stats_.bytes_in[0] += e->data.size();
         return e;
+    }
+
+    /// Device bytes stored session `s` takes once its oldest `drop_front` tokens are cut.
+    std::size_t staged_charge(session_id s, std::size_t drop_front = 0) const {
+        const kv_meta& m = meta(s);
+        if (drop_front == 0) return device().charge(m);
+        const std::size_t kept = m.tokens.size() > drop_front ? m.tokens.size() - drop_front : 0;
+        const std::size_t slot = m.first_offset + drop_front;
+        const auto off = kept ? slot % static_cast<std::size_t>(geometry().block_tokens) : 0;
+        return geometry().blocks_for(kept, off) * geometry().block_bytes();
     }
 
     /// Starts an empty device-resident entry for `s` (a miss about to be computed).
@@ -322,13 +345,16 @@ public:
         return n;
     }
 
-    /// Runs the prefetch policy: promotes planned sessions to its target tier while room is free.
-    std::size_t prefetch(const queue_view& queue) {
+    /// Runs the prefetch policy: promotes planned sessions to its target tier, making room
+    /// through that tier's eviction policy. `pinned` (the jobs taken from the queue to run now,
+    /// which the queue no longer shows) and every queued job up to the one being fetched are
+    /// never displaced: a fetch must not demote the session whose turn runs next.
+    std::size_t prefetch(const queue_view& queue, std::span<const session_id> pinned = {}) {
         const prefetch::prefetch_plan plan = prefetch_.plan(queue, residency());
         const std::size_t target = plan.target_tier;
         if (target >= tier_count || plan.sessions.empty()) return 0;
         std::size_t moved = 0;
-        std::vector<session_id> sooner;  // sessions needed no later than the one being fetched
+        std::vector<session_id> sooner(pinned.begin(), pinned.end());  // needed no later than the fetched one
         std::size_t scanned = 0;
         for (session_id s : plan.sessions) {
             const auto t = locate(s);
@@ -339,9 +365,17 @@ public:
             const std::size_t d = queue.distance(s).value_or(queue.size());
             for (; scanned <= d && scanned < queue.size(); ++scanned) sooner.push_back(queue.at(scanned));
             sooner.push_back(s);
-            if (!make_room(target, need, sooner, queue)) break;
+            // s leaves its tier before the victims move down: they may use its bytes there
+            // (a swap), rather than pushing out a session nobody chose.
+            std::vector<tier_move> moves;
+            if (free_bytes(target) < need) {
+                auto p = plan_room(target, need, sooner, queue, {*t, stored_bytes(s)});
+                if (!p) break;
+                moves = std::move(*p);
+            }
             auto e = take_from(s, *t);
             if (!e) continue;
+            apply(moves);
             put_into(std::move(*e), target);
             ++stats_.prefetched;
             ++moved;
@@ -379,8 +413,8 @@ private:
 
     /// Frees room in the device tier for stored session `s` (before it is taken out of its tier,
     /// so a failure leaves it where it was). Throws config_error when impossible.
-    void room_on_device_for(session_id s, std::span<const session_id> pinned, const queue_view& queue) {
-        const std::size_t need = device().charge(meta(s));
+    void room_on_device_for(session_id s, std::span<const session_id> pinned, const queue_view& queue,
+                            std::size_t need) {
         if (need > device().capacity_bytes())
             throw config_error("kv_hierarchy: the device tier (" + std::to_string(device().capacity_bytes()) +
                                " bytes) cannot hold session " + std::to_string(s.value) + "'s KV (" +
