@@ -59,12 +59,14 @@ struct spec {
     double hbm_gb, dram_gb, ssd_tb, rate;
     int buffer = 1;
     bool retain = true;
+    bool sized = true;  ///< grow the read buffer per load to what hides it (paper §3.2)
 };
 
 struct outcome {
     spec s;
     ca::sim::replay_result r;
     double gpu_hours = 0, dollars = 0, prefill_tokens_per_s = 0;
+    double gpu_dollars = 0, storage_dollars = 0;
 };
 
 template <class Evict, class Prefetch>
@@ -83,7 +85,9 @@ ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::g
     ca::next_use_table future;  // Belady's oracle: the replay knows every session's next arrival
     if constexpr (std::is_same_v<Evict, ca::eviction::belady>) c.eviction.oracle = &future;
     H h(c, b.geometry(), b.weights_id());
-    ca::engine<H, ca::sim::sim_backend> eng(h, b, {.retain_across_turns = s.retain, .preload_buffer_layers = s.buffer});
+    ca::engine<H, ca::sim::sim_backend> eng(h, b, {.retain_across_turns = s.retain,
+                                                    .preload_buffer_layers = s.buffer,
+                                                    .size_preload_buffer = s.sized});
     return ca::sim::replay(t, eng, {.warmup_turns = warmup, .oracle = &future});
 }
 
@@ -119,7 +123,9 @@ int main(int argc, char** argv) try {
     app.add_option("--warmup", o.warmup, "turns that warm the store before measuring");
     app.add_option("--think", o.think_s, "mean think time between a reply and the next turn (s)")->check(CLI::NonNegativeNumber);
     app.add_option("--rate", o.rate, "session arrivals per second")->check(CLI::PositiveNumber);
-    app.add_option("--profile", o.profile, "a100, h100, or a JSON profile file (fields of sim::gpu_profile)");
+    app.add_option("--profile", o.profile,
+                   "a100, h100, a100-calibrated (compute rate fitted to the paper's implied RE TTFT), or a JSON "
+                   "profile file (fields of sim::gpu_profile)");
     app.add_option("--sharegpt", o.sharegpt, "replay a ShareGPT JSON file instead of the generator");
     app.add_option("--burstgpt", o.burstgpt, "replay a BurstGPT CSV file instead of the generator");
     app.add_option("--hbm-gb", o.hbm_gb_per_gpu, "HBM per GPU kept for KV across turns (GB)")->check(CLI::NonNegativeNumber);
@@ -136,7 +142,7 @@ int main(int argc, char** argv) try {
         o.warmup = std::min<std::size_t>(o.warmup, 1000);
     }
 
-    ca::sim::gpu_profile profile = (o.profile == "a100" || o.profile == "h100")
+    ca::sim::gpu_profile profile = (o.profile == "a100" || o.profile == "h100" || o.profile == "a100-calibrated")
                                        ? ca::sim::gpu_profile::builtin(o.profile, 1)
                                        : ca::sim::gpu_profile::load(o.profile, ca::sim::gpu_profile::a100_pcie4(1));
     auto make_trace = [&](double rate) {
@@ -170,9 +176,11 @@ int main(int argc, char** argv) try {
         for (double d : drams) specs.push_back({"dram", m13, p, h13, d, o.ssd_tb, o.rate});
         for (double sz : ssds) specs.push_back({"ssd", m13, p, h13, o.dram_gb, sz, o.rate});
     }
+    // Fixed read buffers (not grown per load), the sized default, and whole-session loads.
     for (int k : o.quick ? std::vector<int>{0, 15} : std::vector<int>{0, 1, 2, 4, 8, 15})
-        specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, k});
-    specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, -1});
+        specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, k, true, false});
+    specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, 1, true, true});
+    specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, -1, true, false});
     for (double r : o.quick ? std::vector<double>{0.5, 2.0} : std::vector<double>{0.5, 1.0, 1.5, 2.0}) {
         specs.push_back({"rate", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, r});
         specs.push_back({"rate", m13, "recompute", h13, o.dram_gb, o.ssd_tb, r, 1, false});
@@ -189,10 +197,16 @@ int main(int argc, char** argv) try {
         const auto& m = *std::find_if(models.begin(), models.end(), [&](const model_setup& x) { return x.shape.name == s.model; });
         outcome out{s, dispatch(s, m, profile, o.batch, t, std::min(o.warmup, t.turns() / 5)), 0, 0, 0};
         const auto& sum = out.r.measured;
+        // The paper's cost: GPU dollars for the GPU time used, plus the DRAM and SSD that hold
+        // the cached KV, rented by CachedAttention only (RE keeps nothing), over the measured
+        // interval (the warm-up is not billed).
         out.gpu_hours = out.r.busy_s * m.gpus / 3600.0;
-        const double hours = out.r.simulated_s / 3600.0;
-        out.dollars = out.gpu_hours * profile.gpu_dollars_per_hour + s.dram_gb * hours * profile.dram_dollars_per_gb_hour +
-                      s.ssd_tb * 1e3 * hours * profile.ssd_dollars_per_gb_hour;
+        const double hours = out.r.measured_s() / 3600.0;
+        out.gpu_dollars = out.gpu_hours * profile.gpu_dollars_per_hour;
+        out.storage_dollars = s.retain ? (s.dram_gb * profile.dram_dollars_per_gb_hour +
+                                          s.ssd_tb * 1e3 * profile.ssd_dollars_per_gb_hour) * hours
+                                       : 0.0;
+        out.dollars = out.gpu_dollars + out.storage_dollars;
         const double prompt = static_cast<double>(sum.reused_tokens() + sum.recomputed_tokens() + sum.new_tokens());
         out.prefill_tokens_per_s = sum.total_prefill() > 0 ? prompt / sum.total_prefill() : 0;
         results.push_back(std::move(out));
@@ -202,17 +216,19 @@ int main(int argc, char** argv) try {
     // ---- CSV and JSON
     std::ofstream csv(fs::path(o.out) / "runs.csv");
     csv << "experiment,model,policy,hbm_gb,dram_gb,ssd_tb,rate,buffer,turns,hit,hit_hbm,hit_dram,hit_ssd,mean_ttft_s,"
-           "p99_ttft_s,prefill_tokens_per_s,gpu_hours,dollars,simulated_s,mean_queue_s,mean_turn_s,gpu_utilization,max_queued\n";
+           "p99_ttft_s,prefill_tokens_per_s,gpu_hours,dollars,simulated_s,mean_queue_s,mean_turn_s,gpu_utilization,max_queued,"
+           "buffer_sized,decode_share,ssd_utilization,gpu_dollars,storage_dollars\n";
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& r : results) {
         const auto& m = r.r.measured;
         const std::string policy = r.s.retain ? r.s.policy : "recompute";
         csv << fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f},{:.5f},{:.5f},{:.1f},{:.3f},{:.2f},{:.1f},"
-                           "{:.3f},{:.3f},{:.3f},{}\n",
+                           "{:.3f},{:.3f},{:.3f},{},{:d},{:.4f},{:.4f},{:.3f},{:.3f}\n",
                            r.s.experiment, r.s.model, policy, r.s.hbm_gb, r.s.dram_gb, r.s.ssd_tb, r.s.rate, r.s.buffer,
                            m.turns(), m.hit_rate(), m.hit_rate(0), m.hit_rate(1), m.hit_rate(2), m.mean_ttft(),
                            m.p99_ttft(), r.prefill_tokens_per_s, r.gpu_hours, r.dollars, r.r.simulated_s,
-                           r.r.mean_queue_s(), r.r.mean_turn_s(), r.r.gpu_utilization(), r.r.max_queued);
+                           r.r.mean_queue_s(), r.r.mean_turn_s(), r.r.gpu_utilization(), r.r.max_queued,
+                           r.s.sized ? 1 : 0, r.r.decode_share(), r.r.ssd_utilization(), r.gpu_dollars, r.storage_dollars);
         runs.push_back({{"experiment", r.s.experiment}, {"model", r.s.model}, {"policy", policy}, {"hbm_gb", r.s.hbm_gb},
                         {"dram_gb", r.s.dram_gb}, {"ssd_tb", r.s.ssd_tb}, {"rate", r.s.rate}, {"buffer", r.s.buffer},
                         {"turns", m.turns()}, {"hit", m.hit_rate()}, {"hit_by_tier", {m.hit_rate(0), m.hit_rate(1), m.hit_rate(2)}},
@@ -220,7 +236,11 @@ int main(int argc, char** argv) try {
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"gpu_hours", r.gpu_hours},
                         {"dollars", r.dollars}, {"simulated_s", r.r.simulated_s}, {"mean_queue_s", r.r.mean_queue_s()},
                         {"mean_turn_s", r.r.mean_turn_s()}, {"gpu_utilization", r.r.gpu_utilization()},
-                        {"max_queued", r.r.max_queued}});
+                        {"max_queued", r.r.max_queued}, {"buffer_sized", r.s.sized},
+                        {"decode_share", r.r.decode_share()}, {"ssd_utilization", r.r.ssd_utilization()},
+                        {"ssd_bytes_read", r.r.ssd_bytes_read}, {"ssd_bytes_written", r.r.ssd_bytes_written},
+                        {"gpu_dollars", r.gpu_dollars}, {"storage_dollars", r.storage_dollars},
+                        {"measured_s", r.r.measured_s()}});
     }
     const auto& any = traces.at(o.rate);
     nlohmann::json meta = {{"workload", any.source},
@@ -244,6 +264,39 @@ int main(int argc, char** argv) try {
                       "profile {}, {} GB HBM per GPU for cached KV, decode batch {}.\n\n",
                       o.quick ? " --quick" : "", git_revision(), any.source, any.turns(), o.warmup,
                       profile.name, o.hbm_gb_per_gpu, o.batch);
+    // Every assumption that decides a number, in one place (the paper states few of them).
+    md << "Assumptions that decide these numbers:\n\n| what | here | why |\n|---|---|---|\n"
+       << fmt::format("| session arrivals | Poisson, {}/s | the paper's setup |\n", o.rate)
+       << fmt::format("| think time | exponential, mean {} s, from a turn's completion to the next turn's arrival | "
+                      "not stated by the paper; it sets how long a session waits in the store and how long the "
+                      "queue's look-ahead is |\n", o.think_s)
+       << fmt::format("| warm-up | the first {} turns completed are not measured (nor billed) | the paper's 10K |\n", o.warmup)
+       << "| a session after its last turn | dropped from every tier at once | a finished chat is never resumed in the trace |\n"
+       << fmt::format("| HBM for KV kept across turns | {} GB per GPU | what the weights and the running batch leave "
+                      "(an estimate) |\n", o.hbm_gb_per_gpu)
+       << fmt::format("| DRAM, SSD | {} GB, {} TB, {} SSD(s) striped at {:.1f} / {:.1f} GB/s read / write each | the paper's "
+                      "capacities; drive count and rates are ours |\n",
+                      o.dram_gb, o.ssd_tb, profile.ssds, profile.ssd_read_bytes_per_s / 1e9, profile.ssd_write_bytes_per_s / 1e9)
+       << "| SSD traffic | hit reads on the critical path; prefetch reads and demotion writes off it, on the same "
+          "FCFS drives | every byte that moves is charged |\n"
+       << fmt::format("| host link | {:.0f} GB/s per GPU each way, every GPU its shard | PCIe effective rate |\n",
+                      profile.link_bytes_per_s / 1e9)
+       << fmt::format("| GPU | {:.0f} TFLOP/s x {:.2f}, {:.2f} TB/s x {:.2f} (roofline per layer) | achieved shares of peak "
+                      "(assumption{}) |\n",
+                      profile.peak_flops / 1e12, profile.compute_efficiency, profile.hbm_bytes_per_s / 1e12,
+                      profile.memory_efficiency,
+                      o.profile == "a100-calibrated" ? "; compute share fitted to the paper's implied RE TTFT" : "")
+       << fmt::format("| tensor parallelism | 2 all-reduces per layer, ring, {:.0f} GB/s bus, {:.0f} us each | not "
+                      "overlapped with compute |\n",
+                      profile.allreduce_bytes_per_s / 1e9, profile.allreduce_latency_s * 1e6)
+       << fmt::format("| serving | continuous batching of up to {} jobs; prefills alone and first, FCFS | the paper's batch |\n",
+                      o.batch)
+       << "| TTFT | from admission to the first token; queue wait reported beside it | the paper's TTFT excludes queueing |\n"
+       << "| pre-load buffer | sized per load to the layers that hide it (paper §3.2), next job's load starts during the "
+          "job before | the paper's rule |\n"
+       << fmt::format("| cost | GPU ${}/h per GPU x GPU-busy time, plus DRAM ${}/GB/h and SSD ${}/GB/h for cachedattn "
+                      "only, over the measured interval | the paper's prices and formula |\n\n",
+                      profile.gpu_dollars_per_hour, profile.dram_dollars_per_gb_hour, profile.ssd_dollars_per_gb_hour);
     // The paper's headline numbers (../shared/PAPER.md), for the side-by-side table.
     const std::map<std::string, std::vector<std::string>> paper{
         {"hit rate, HBM+DRAM+SSD", {"86%", "71%", "89%", "90%"}},
@@ -307,6 +360,21 @@ int main(int argc, char** argv) try {
         return fmt::format("{:.0f}% / {:.0f}%", 100 * find(m, "recompute", o.dram_gb, o.ssd_tb, false).r.gpu_utilization(),
                            100 * find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.gpu_utilization());
     });
+    row("decode share of GPU time (RE / cachedattn)", [&](const std::string& m) {
+        return fmt::format("{:.0f}% / {:.0f}%", 100 * find(m, "recompute", o.dram_gb, o.ssd_tb, false).r.decode_share(),
+                           100 * find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r.decode_share());
+    });
+    row("SSD busy, cachedattn (read / write GB/s)", [&](const std::string& m) {
+        const auto& r = find(m, "cachedattn", o.dram_gb, o.ssd_tb, true).r;
+        const double s = std::max(r.measured_s(), 1e-9);
+        return fmt::format("{:.0f}% ({:.2f} / {:.2f})", 100 * r.ssd_utilization(), r.ssd_bytes_read / s / 1e9,
+                           r.ssd_bytes_written / s / 1e9);
+    });
+    row("dollars: GPU + DRAM/SSD (RE / cachedattn)", [&](const std::string& m) {
+        const auto& re = find(m, "recompute", o.dram_gb, o.ssd_tb, false);
+        const auto& ca = find(m, "cachedattn", o.dram_gb, o.ssd_tb, true);
+        return fmt::format("{:.0f} / {:.0f} + {:.1f}", re.gpu_dollars, ca.gpu_dollars, ca.storage_dollars);
+    });
     md << "\nThe paper's numbers (its A100 server, ../shared/PAPER.md) beside ours:\n\n| metric |";
     for (const auto& m : models) md << " " << m.shape.name << " paper | ours |";
     md << "\n|---|";
@@ -319,6 +387,56 @@ int main(int argc, char** argv) try {
         for (std::size_t i = 0; i < values.size(); ++i) md << " " << it->second[i] << " | " << values[i] << " |";
         md << "\n";
     }
+    // Two identities the paper's numbers satisfy, and what they imply, beside ours. With P the
+    // prefill ratio, S the GPU-time speedup and f the decode share of RE's GPU time:
+    //   TTFT reduction = 1 - 1/P (TTFT is the prefill when queueing is excluded);
+    //   cost reduction = 1 - 1/S - storage$/RE GPU$ (cost is GPU time plus rented storage);
+    //   S = 1 / (f + (1 - f)/P), so f = (1/S - 1/P) / (1 - 1/P).
+    {
+        const std::vector<double> pP{6.8, 2.6, 7.8, 7.2}, pS{4.0, 1.9, 3.3, 3.4}, pC{0.70, 0.43, 0.66, 0.68},
+            pT{0.85, 0.61, 0.87, 0.86};
+        struct ident {
+            double ttft, inv_p, cost, inv_s, storage, decode_implied, decode_measured;
+        };
+        auto implied_decode = [](double S, double P) { return P > 1 ? (1 / S - 1 / P) / (1 - 1 / P) : 0.0; };
+        std::vector<ident> paper_i, ours_i;
+        for (std::size_t i = 0; i < models.size(); ++i) {
+            paper_i.push_back({pT[i], 1 - 1 / pP[i], pC[i], 1 - 1 / pS[i], (1 - 1 / pS[i]) - pC[i],
+                               implied_decode(pS[i], pP[i]), -1});
+            const auto& n = models[i].shape.name;
+            const auto& re = find(n, "recompute", o.dram_gb, o.ssd_tb, false);
+            const auto& ca = find(n, "cachedattn", o.dram_gb, o.ssd_tb, true);
+            const double P = ca.prefill_tokens_per_s / re.prefill_tokens_per_s, S = re.gpu_hours / ca.gpu_hours;
+            ours_i.push_back({1 - ca.r.measured.mean_ttft() / re.r.measured.mean_ttft(), 1 - 1 / P,
+                              1 - ca.dollars / re.dollars, 1 - 1 / S, ca.storage_dollars / re.gpu_dollars,
+                              implied_decode(S, P), re.r.decode_share()});
+        }
+        md << "\nTwo identities the paper's numbers satisfy (P = prefill throughput ratio, S = GPU-time speedup): "
+              "TTFT reduction = 1 - 1/P, and cost reduction = 1 - 1/S - (DRAM/SSD dollars as a share of RE's GPU "
+              "dollars); and what S and P imply for the decode share f of RE's GPU time, S = 1/(f + (1-f)/P). "
+              "Decode is the part caching cannot remove, so f bounds the GPU-time speedup (S < 1/f).\n\n| identity |";
+        for (const auto& m : models) md << " " << m.shape.name << " paper | ours |";
+        md << "\n|---|";
+        for (std::size_t i = 0; i < models.size(); ++i) md << "---|---|";
+        md << "\n";
+        auto irow = [&](const std::string& name, auto get) {
+            md << "| " << name << " |";
+            for (std::size_t i = 0; i < models.size(); ++i) {
+                const double a = get(paper_i[i]), b = get(ours_i[i]);
+                md << " " << (a < 0 ? std::string("-") : fmt::format("{:.0f}%", 100 * a)) << " | "
+                   << fmt::format("{:.0f}%", 100 * b) << " |";
+            }
+            md << "\n";
+        };
+        irow("TTFT reduction", [](const ident& x) { return x.ttft; });
+        irow("1 - 1/P", [](const ident& x) { return x.inv_p; });
+        irow("cost reduction", [](const ident& x) { return x.cost; });
+        irow("1 - 1/S (GPU dollars only)", [](const ident& x) { return x.inv_s; });
+        irow("DRAM/SSD dollars / RE GPU dollars", [](const ident& x) { return x.storage; });
+        irow("decode share f implied by S and P", [](const ident& x) { return x.decode_implied; });
+        irow("decode share of RE GPU time, measured", [](const ident& x) { return x.decode_measured; });
+    }
+
     md << "\nHit rate (LLaMA-2-13B) by DRAM capacity (SSD " << o.ssd_tb << " TB) and by SSD capacity (DRAM " << o.dram_gb << " GB):\n\n";
     md << "| policy | " ;
     for (double d : drams) md << d << " GB | ";
@@ -345,13 +463,16 @@ int main(int argc, char** argv) try {
             if (r.s.experiment == "dram" && r.s.policy == p) md << fmt::format("{:.1f}% | ", 100 * r.r.measured.hit_rate(1));
         md << "\n";
     }
-    md << "\nPre-load buffer (LLaMA-2-13B; -1 = load the whole session before the prefill) and arrival rate:\n\n"
+    md << "\nPre-load buffer (LLaMA-2-13B; k layers fixed, or sized per load to hide it as the paper does (the "
+          "default); -1 = load the whole session before the prefill) and arrival rate:\n\n"
           "| run | mean TTFT | mean prefill | hit rate | mean queue wait | GPU busy |\n|---|---|---|---|---|---|\n";
     for (const auto& r : results)
         if (r.s.experiment == "buffer" || r.s.experiment == "rate") {
             const auto& m = r.r.measured;
             md << fmt::format("| {} {} {} | {:.1f} ms | {:.1f} ms | {:.1f}% | {:.1f} s | {:.0f}% |\n", r.s.experiment,
-                              r.s.experiment == "buffer" ? fmt::format("{} layers", r.s.buffer) : fmt::format("{}/s", r.s.rate),
+                              r.s.experiment == "buffer"
+                                  ? (r.s.sized ? std::string("sized") : fmt::format("{} layers", r.s.buffer))
+                                  : fmt::format("{}/s", r.s.rate),
                               r.s.retain ? "" : "(RE)", 1e3 * m.mean_ttft(), 1e3 * m.total_prefill() / static_cast<double>(m.turns()),
                               100 * m.hit_rate(), r.r.mean_queue_s(), 100 * r.r.gpu_utilization());
         }
@@ -410,7 +531,8 @@ int main(int argc, char** argv) try {
         g << "\nunset logscale x\nset yrange [0:*]\nset ylabel 'mean TTFT (s)'\n";
         g << "set output '" << (fs::path(o.out) / "buffer_sweep.png").string()
           << "'\nset xlabel 'pre-load buffer (layers), LLaMA-2-13B'\nplot '" << (fs::path(o.out) / "runs.csv").string()
-          << "' using (strcol(1) eq 'buffer' && $8 >= 0 ? $8 : 1/0):14 with linespoints title 'cachedattn'\n";
+          << "' using (strcol(1) eq 'buffer' && $8 >= 0 && $24 == 0 ? $8 : 1/0):14 with linespoints title 'cachedattn, "
+             "fixed buffer'\n";
         g << "set output '" << (fs::path(o.out) / "rate_sweep.png").string()
           << "'\nset xlabel 'session arrivals per second, LLaMA-2-13B'\nplot '" << (fs::path(o.out) / "runs.csv").string()
           << "' using (strcol(1) eq 'rate' && strcol(3) eq 'cachedattn' ? $7 : 1/0):14 with linespoints title 'cachedattn', '"

@@ -63,8 +63,40 @@ TEST_CASE("cost model: prefill, decode and copies on a hand-computed toy") {
     slow.hbm_bytes_per_s = 1264;
     CHECK(sim::cost_model(toy(), slow).prefill_layer_s(2, 3) == doctest::Approx(1.0));
     slow.gpus = 2;
+    slow.allreduce_bytes_per_s = 1e30;  // a free interconnect first: only the split shows
     CHECK(sim::cost_model(toy(), slow).prefill_layer_s(2, 3) == doctest::Approx(0.5));
     CHECK(sim::cost_model(toy(), slow).link_layer_s(10) == doctest::Approx(0.8));
+    // Tensor parallelism's two all-reduces per layer: 2 rows x 8 dims x 2 B = 32 B; a ring of 2
+    // moves 2 (2-1)/2 = 1x of it over a 32 B/s bus (1 s) plus 0.25 s each: 2 x 1.25 = 2.5 s.
+    slow.allreduce_bytes_per_s = 32;
+    slow.allreduce_latency_s = 0.25;
+    const sim::cost_model tp(toy(), slow);
+    CHECK(tp.allreduce_layer_s(2) == doctest::Approx(2.5));
+    CHECK(tp.prefill_layer_s(2, 3) == doctest::Approx(0.5 + 2.5));
+    // A decode step of 3 sequences: 3 rows per all-reduce (48 B: 1.5 s + 0.25 s, twice) per layer.
+    const double step = tp.decode_step_s(3, 12);
+    CHECK(step == doctest::Approx(sim::cost_model(toy(), [&] {
+                                      auto free_bus = slow;
+                                      free_bus.allreduce_bytes_per_s = 1e30;
+                                      free_bus.allreduce_latency_s = 0;
+                                      return free_bus;
+                                  }()).decode_step_s(3, 12) +
+                                  2 * 3.5));
+    // The closed form includes them too.
+    CHECK(tp.batch_steps_s(3, 12, 4) ==
+          doctest::Approx(tp.decode_step_s(3, 12) + tp.decode_step_s(3, 15) + tp.decode_step_s(3, 18) +
+                          tp.decode_step_s(3, 21)));
+    // One GPU: no all-reduce, whatever the bus.
+    CHECK(sim::cost_model(toy(), round_numbers()).allreduce_layer_s(100) == 0);
+    // Two SSDs striped: half the time.
+    auto two = round_numbers();
+    two.ssds = 2;
+    CHECK(sim::cost_model(toy(), two).ssd_read_s(100) == doctest::Approx(1.0));
+    CHECK(sim::cost_model(toy(), two).ssd_write_s(100) == doctest::Approx(2.0));
+    // Several GPUs need an interconnect.
+    auto no_bus = round_numbers();
+    no_bus.gpus = 4;
+    CHECK_THROWS_AS(sim::cost_model(toy(), no_bus), config_error);
 }
 
 TEST_CASE("cost model: the paper's shapes and server give plausible magnitudes") {
@@ -107,6 +139,12 @@ TEST_CASE("gpu profiles: built-ins, JSON overrides, and errors that name the fie
     expect(R"({"link_bytes_per_s": -1})", "link_bytes_per_s");
     expect(R"({"compute_efficiency": 1.5})", "compute_efficiency");
     expect(R"({"gpus": 1.5})", "gpus");
+    expect(R"({"gpus": 4294967297})", "gpus");  // must not wrap to 1
+    expect(R"({"ssds": 0})", "ssds");
+    expect(R"({"peak_flops": 1e400})", "malformed JSON");  // out of double's range
+    expect(R"({"gpus": 4, "allreduce_bytes_per_s": 0})", "allreduce_bytes_per_s");
+    CHECK(sim::gpu_profile::builtin("a100-calibrated", 2).compute_efficiency ==
+          sim::gpu_profile::calibrated_compute_efficiency);
     expect(R"({"gpu": 2})", "unknown field 'gpu'");
     expect(R"([1, 2])", "expected a JSON object");
     expect(R"({"name": )", "malformed JSON");

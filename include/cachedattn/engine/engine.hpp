@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "cachedattn/backend/concept.hpp"
@@ -63,6 +64,11 @@ struct engine_config {
     /// the prefill; k >= 0 copies layer by layer on the load stream while the prefill runs, at
     /// most 1 + k layers ahead of compute (k = the read buffer in layers, paper §3.2).
     int preload_buffer_layers = 1;
+    /// On simulated time, grow each load's read buffer to the layers that hide it (paper §3.2:
+    /// B (T_load L_hist - T_pref L_new) bytes), never below preload_buffer_layers. The real
+    /// backends allocate a session's device blocks before loading it, so there a larger
+    /// preload_buffer_layers costs no memory: set it to the layer count to let the loader run free.
+    bool size_preload_buffer = true;
     /// With pre-loading on, also start loading the next queued job's KV (its first 1 + k
     /// layers) while the current job runs, so that its first layers do not wait either.
     bool preload_next_job = true;
@@ -155,6 +161,7 @@ public:
         running.reserve(batch.size());
         for (const auto& b : batch) running.push_back(b.work.session);
         h_.prefetch(view, running);
+        if constexpr (simulated) charge_ssd_background();
         std::vector<job_result> out;
         out.reserve(batch.size());
         std::vector<session_id> later;  // batch members not run yet keep their KV where it is
@@ -275,7 +282,7 @@ private:
             if (cfg_.preload_buffer_layers >= 0 && *where > 0 && (!m.truncated || trim_on_load)) {
                 if (usable(h_.meta(session), hist)) {
                     const std::size_t drop = trim_on_load ? static_cast<std::size_t>(cut.drop_tokens) : 0;
-                    const double stored = static_cast<double>(kv_bytes_of(h_.meta(session)));
+                    if constexpr (simulated) charge_ssd_background();  // queued before this read
                     if (auto staged = h_.promote_staged(session, pinned, queue, drop)) {
                         load = layer_load{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where,
                                           now(), drop};
@@ -285,12 +292,13 @@ private:
                         // The link copy can start once the read is done; the file tier reads
                         // the whole file, the cut happens in host memory.
                         if constexpr (simulated)
-                            if (*where >= 2) load->started_at = b_.ssd_read(stored, t0);
+                            if (*where >= 2) load->started_at = charge_ssd_hit(t0);
                     } else {
                         m.damaged = true;
                     }
                 }  // else: the check below drops it without loading it
             } else {
+                if constexpr (simulated) charge_ssd_background();
                 auto p = h_.promote_to_device(session, pinned, queue);
                 m.bytes_loaded = p.bytes;
                 m.damaged = p.damaged;
@@ -299,7 +307,7 @@ private:
                 if constexpr (simulated) {
                     if (have && *where > 0) {  // the whole session over the link (and off the SSD) first
                         m.bytes_loaded = kv_bytes_of(h_.device().meta(session));
-                        if (*where >= 2) ready_ = b_.ssd_read(static_cast<double>(m.bytes_loaded), ready_);
+                        if (*where >= 2) ready_ = charge_ssd_hit(ready_);
                         ready_ = b_.transfer(static_cast<double>(m.bytes_loaded), ready_);
                     }
                 }
@@ -359,6 +367,7 @@ private:
             throw;
         }
         hist_guard.commit();
+        if constexpr (simulated) charge_ssd_background();  // this turn's demotions to the SSD
 
         const auto& stats_after = h_.stats();
         for (std::size_t t = 0; t < Hierarchy::tier_count; ++t) {
@@ -439,13 +448,13 @@ private:
         pinned.push_back(s);
         const std::size_t need = h_.staged_charge(s, drop);
         if (need > h_.device().capacity_bytes() || !h_.plan_room(0, need, pinned, queue)) return;
-        const double stored = static_cast<double>(kv_bytes_of(h_.meta(s)));
+        if constexpr (simulated) charge_ssd_background();
         auto staged = h_.promote_staged(s, keep, queue, drop);
         if (!staged) return;  // damaged: its turn will see a miss
         layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where, 0, drop};
         if constexpr (simulated) {
             l.started_at = now();  // the link copy can start once any SSD read (here, as the real engine does) is done
-            if (*where >= 2) l.started_at = b_.ssd_read(stored, now());
+            if (*where >= 2) l.started_at = charge_ssd_hit(now());
         } else {
             start_load(s, l);
         }
@@ -662,7 +671,7 @@ private:
         double t_first;
         if (load) {
             const sim::overlapped_load ol{static_cast<double>(kv_bytes_of(*load->src)), load->from_tier,
-                                          cfg_.preload_buffer_layers, load->started_at};
+                                          cfg_.preload_buffer_layers, load->started_at, cfg_.size_preload_buffer};
             t_first = b_.prefill(cached, n, &ol, ready_);
             load.reset();
         } else {
@@ -708,6 +717,34 @@ private:
     }
 
     static double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+    /// Simulated: bytes the hierarchy has read from / written to the tiers below DRAM.
+    std::pair<std::size_t, std::size_t> ssd_traffic() const {
+        std::pair<std::size_t, std::size_t> rw{0, 0};
+        for (std::size_t t = 2; t < Hierarchy::tier_count; ++t) {
+            rw.first += h_.stats().bytes_out[t];
+            rw.second += h_.stats().bytes_in[t];
+        }
+        return rw;
+    }
+    /// Simulated: charges the SSD traffic since the last charge (the prefetcher's reads, the
+    /// demotions' writes) to the SSDs now. Off every job's critical path, but a hit's read
+    /// queues behind it.
+    void charge_ssd_background() {
+        const auto [r, w] = ssd_traffic();
+        if (r > ssd_read_mark_) b_.ssd_read(static_cast<double>(r - ssd_read_mark_), now());
+        if (w > ssd_write_mark_) b_.ssd_write(static_cast<double>(w - ssd_write_mark_), now());
+        ssd_read_mark_ = r;
+        ssd_write_mark_ = w;
+    }
+    /// Simulated: charges the read of the hit just taken from the SSD (everything read since
+    /// the last charge), no earlier than `not_before`. Returns when it is in host memory.
+    double charge_ssd_hit(double not_before) {
+        const std::size_t r = ssd_traffic().first;
+        const double bytes = static_cast<double>(r - ssd_read_mark_);
+        ssd_read_mark_ = r;
+        return b_.ssd_read(bytes, not_before);
+    }
 
     /// A session's history taken out for a turn: commit() stores the new one; otherwise the
     /// destructor restores the old one (undoing a truncation cut and anything appended).
@@ -798,6 +835,7 @@ private:
     std::unordered_map<session_id, layer_load> pending_;  ///< next jobs' loads started early
     std::size_t device_out_mark_ = 0;                      ///< device bytes demoted before this point
     double ready_ = 0;  ///< simulated: when the running job's data is on the device (loads and demotions done)
+    std::size_t ssd_read_mark_ = 0, ssd_write_mark_ = 0;  ///< simulated: SSD traffic charged so far
     // Last: destroyed (joined) first, while everything their copies touch still exists.
     io::copy_stream load_stream_;
     io::copy_stream save_stream_;

@@ -2,8 +2,9 @@
 /// @file
 /// @brief The simulator's cost model: how long one layer of a prefill or a decode step takes on
 /// a GPU profile (a roofline: the larger of FLOPs at the achieved FLOP rate and bytes at the
-/// achieved HBM rate, split over the tensor-parallel GPUs), and how long KV copies take over
-/// the host link and the SSD. FLOPs and bytes are public so tests can check them by hand.
+/// achieved HBM rate, split over the tensor-parallel GPUs, plus the two all-reduces of the
+/// layer's activations that tensor parallelism needs), and how long KV copies take over the
+/// host link and the SSDs. FLOPs and bytes are public so tests can check them by hand.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -30,6 +31,7 @@ public:
         elem_ = static_cast<double>(size_of(m.type));
         kv_layer_token_ = 2 * kv * elem_;
         attn_width_ = q;
+        act_row_bytes_ = d * elem_;
     }
 
     // ---------------------------------------------------------------- FLOPs and bytes
@@ -59,13 +61,24 @@ public:
         return std::max(w.flops / (p_.peak_flops * p_.compute_efficiency * g),
                         w.bytes / (p_.hbm_bytes_per_s * p_.memory_efficiency * g));
     }
-    double prefill_layer_s(std::int64_t n, std::int64_t cached) const { return seconds(prefill_layer(n, cached)); }
+    /// The two all-reduces (attention output, MLP output) of one layer over `rows` tokens'
+    /// activations with tensor parallelism: a ring moves 2 (g - 1) / g of the bytes over each
+    /// GPU's interconnect, plus a fixed cost per all-reduce. 0 on one GPU. Not overlapped with
+    /// compute (as in the serving engines of the paper's time).
+    double allreduce_layer_s(std::int64_t rows) const {
+        if (p_.gpus <= 1) return 0;
+        const double g = p_.gpus, bytes = static_cast<double>(rows) * act_row_bytes_;
+        return 2 * (p_.allreduce_latency_s + 2 * (g - 1) / g * bytes / p_.allreduce_bytes_per_s);
+    }
+    double prefill_layer_s(std::int64_t n, std::int64_t cached) const {
+        return seconds(prefill_layer(n, cached)) + allreduce_layer_s(n);
+    }
     /// A whole prefill: every layer plus the head for the last token.
     double prefill_s(std::int64_t n, std::int64_t cached) const {
         return m_.layers * prefill_layer_s(n, cached) + seconds(head(1));
     }
     double decode_step_s(std::int64_t batch, std::int64_t context) const {
-        return m_.layers * seconds(decode_layer(batch, context)) + seconds(head(batch));
+        return m_.layers * (seconds(decode_layer(batch, context)) + allreduce_layer_s(batch)) + seconds(head(batch));
     }
     /// `steps` decode steps whose per-sequence contexts are first, first+1, ... (the batch's
     /// total context `batch` times that): the sum of decode_step_s in closed form.
@@ -104,7 +117,8 @@ public:
             if (c1 > m1) layer_sum = series(m0, m1, 0, split) + series(c0, c1, split, steps);
             else layer_sum = series(c0, c1, 0, split) + series(m0, m1, split, steps);
         }
-        return m_.layers * layer_sum + static_cast<double>(steps) * seconds(head(batch));
+        return m_.layers * (layer_sum + static_cast<double>(steps) * allreduce_layer_s(batch)) +
+               static_cast<double>(steps) * seconds(head(batch));
     }
     /// KV bytes of `tokens` tokens in one layer / in all layers.
     double kv_layer_bytes(std::int64_t tokens) const { return static_cast<double>(tokens) * kv_layer_token_; }
@@ -113,8 +127,9 @@ public:
     /// its own link at the same time.
     double link_layer_s(std::int64_t tokens) const { return kv_layer_bytes(tokens) / (p_.link_bytes_per_s * p_.gpus); }
     double link_s(double bytes) const { return bytes / (p_.link_bytes_per_s * p_.gpus); }
-    double ssd_read_s(double bytes) const { return bytes / p_.ssd_read_bytes_per_s; }
-    double ssd_write_s(double bytes) const { return bytes / p_.ssd_write_bytes_per_s; }
+    /// The SSDs are striped: a read or write uses all of them.
+    double ssd_read_s(double bytes) const { return bytes / (p_.ssd_read_bytes_per_s * p_.ssds); }
+    double ssd_write_s(double bytes) const { return bytes / (p_.ssd_write_bytes_per_s * p_.ssds); }
 
     const model::model_config& model() const noexcept { return m_; }
     const gpu_profile& profile() const noexcept { return p_; }
@@ -127,7 +142,7 @@ public:
 private:
     model::model_config m_;
     gpu_profile p_;
-    double layer_params_ = 0, elem_ = 0, kv_layer_token_ = 0, attn_width_ = 0;
+    double layer_params_ = 0, elem_ = 0, kv_layer_token_ = 0, attn_width_ = 0, act_row_bytes_ = 0;
 };
 
 }  // namespace cachedattn::sim

@@ -43,6 +43,8 @@ public:
     double prefill_free() const noexcept { return prefill_free_; }
     /// GPU-busy seconds: prefills (alone on the GPU) plus decode steps.
     double busy_s() const noexcept { return busy_; }
+    /// The part of busy_s() spent in prefills (the rest is decode steps).
+    double prefill_busy_s() const noexcept { return prefill_busy_; }
     /// How far the server has been run.
     double time() const noexcept { return w_; }
 
@@ -52,6 +54,7 @@ public:
         pauses_.push_back({start, end});
         prefill_free_ = end;
         busy_ += end - start;
+        prefill_busy_ += end - start;
     }
     /// A job whose prefill ends at `first_token` (no earlier than the last prefill queued):
     /// it has `context` tokens, then decodes `steps` tokens; done `tail_s` after its last step.
@@ -168,6 +171,7 @@ private:
     double w_ = 0;              ///< the server's own time: everything before it has happened
     double prefill_free_ = 0;
     double busy_ = 0;
+    double prefill_busy_ = 0;
     std::deque<interval> pauses_;  ///< prefills queued, in time order (they do not overlap)
     std::deque<join> joins_;       ///< jobs whose prefill is queued or running, in time order
     std::priority_queue<member, std::vector<member>, std::greater<>> running_;

@@ -36,16 +36,23 @@ struct replay_result {
     double simulated_s = 0;          ///< simulated time at the end
     double measured_from_s = 0;      ///< simulated time when the warm-up turns had completed
     double busy_s = 0;               ///< GPU-busy simulated time while measuring (prefills, decode steps)
+    double prefill_busy_s = 0;       ///< the prefills' part of busy_s
+    double ssd_read_s = 0, ssd_write_s = 0;  ///< SSD-busy time reading / writing while measuring
+    double ssd_bytes_read = 0, ssd_bytes_written = 0;  ///< SSD traffic while measuring
     double queue_s = 0;              ///< measured turns' total wait from arrival to admission
     double turn_s = 0;               ///< measured turns' total time from arrival to completion
     std::size_t max_queued = 0;      ///< longest the job queue got
 
     double mean_queue_s() const { return measured.turns() ? queue_s / static_cast<double>(measured.turns()) : 0; }
     double mean_turn_s() const { return measured.turns() ? turn_s / static_cast<double>(measured.turns()) : 0; }
+    /// Simulated seconds measured (after the warm-up).
+    double measured_s() const { return simulated_s - measured_from_s; }
     /// Share of the measured time the GPU was busy.
-    double gpu_utilization() const {
-        return simulated_s > measured_from_s ? busy_s / (simulated_s - measured_from_s) : 0;
-    }
+    double gpu_utilization() const { return measured_s() > 0 ? busy_s / measured_s() : 0; }
+    /// Share of the GPU-busy time spent decoding (the part caching cannot remove).
+    double decode_share() const { return busy_s > 0 ? 1 - prefill_busy_s / busy_s : 0; }
+    /// Share of the measured time the SSDs were busy (reads and writes).
+    double ssd_utilization() const { return measured_s() > 0 ? (ssd_read_s + ssd_write_s) / measured_s() : 0; }
 };
 
 template <class Engine>
@@ -71,7 +78,9 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
     };
     std::unordered_map<session_id, in_flight> flight;
     const std::size_t total = t.turns();
-    double busy_mark = b.busy_s();
+    double busy_mark = b.busy_s(), prefill_mark = b.prefill_busy_s();
+    double ssd_r_mark = b.ssd_read_busy_s(), ssd_w_mark = b.ssd_write_busy_s();
+    double ssd_rb_mark = b.ssd_bytes_read(), ssd_wb_mark = b.ssd_bytes_written();
     // When turn `k + 1` of conversation `c` arrives if turn k completes at `done` (nullopt: no such turn).
     auto next_arrival = [&](std::size_t c, std::size_t k, double done) -> std::optional<double> {
         const auto& turns = t.conversations[c].turns;
@@ -126,6 +135,11 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
             }
             if (++r.turns == opt.warmup_turns) {
                 busy_mark = b.busy_s();
+                prefill_mark = b.prefill_busy_s();
+                ssd_r_mark = b.ssd_read_busy_s();
+                ssd_w_mark = b.ssd_write_busy_s();
+                ssd_rb_mark = b.ssd_bytes_read();
+                ssd_wb_mark = b.ssd_bytes_written();
                 r.measured_from_s = b.now();
             }
             if (const auto at = next_arrival(ci, f.turn, c.finished_s)) {
@@ -140,6 +154,11 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
     }
     r.simulated_s = b.now();
     r.busy_s = b.busy_s() - busy_mark;
+    r.prefill_busy_s = b.prefill_busy_s() - prefill_mark;
+    r.ssd_read_s = b.ssd_read_busy_s() - ssd_r_mark;
+    r.ssd_write_s = b.ssd_write_busy_s() - ssd_w_mark;
+    r.ssd_bytes_read = b.ssd_bytes_read() - ssd_rb_mark;
+    r.ssd_bytes_written = b.ssd_bytes_written() - ssd_wb_mark;
     return r;
 }
 

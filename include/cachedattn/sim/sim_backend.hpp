@@ -6,15 +6,18 @@
 /// clock. Pair it with accounting-only tiers (device_tier{.accounting_only = true},
 /// sim_host_tier, sim_file_tier) so that HBM, DRAM and SSD can have the paper's capacities.
 ///
-/// What is modelled: three resources, each serving FCFS. The SSD (reads of hits from the SSD
-/// tier, before their KV can cross the link), the host link (layer-wise pre-loading beside the
-/// prefill with the engine's read buffer and any head start from next-job pre-loading, the rule
-/// `layer_pipeline` enforces on real threads; whole-session loads; synchronous saves; write-back
-/// demotions), and the GPU (`gpu_server`: continuous batching of up to `decode_batch` jobs,
-/// prefills first). `now()` is when the engine admits the next job; a job's completion comes
-/// later, from run_until(). Asynchronous saves, SSD writes and prefetches run off the critical
-/// path and cost no job time.
+/// What is modelled: three resources, each serving FCFS. The SSDs (striped: reads of hits from
+/// the SSD tier before their KV can cross the link, and, off any job's critical path but
+/// occupying the drives, the prefetcher's reads and the demotions' writes), the host link
+/// (layer-wise pre-loading beside the prefill with the engine's read buffer and any head start
+/// from next-job pre-loading, the rule `layer_pipeline` enforces on real threads; whole-session
+/// loads; synchronous saves; write-back demotions), and the GPU (`gpu_server`: continuous
+/// batching of up to `decode_batch` jobs, prefills first, tensor-parallel all-reduces in every
+/// layer). `now()` is when the engine admits the next job; a job's completion comes later, from
+/// run_until(). Asynchronous saves (device to host, the link's other direction) cost no job
+/// time.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -38,7 +41,18 @@ struct overlapped_load {
     std::size_t from_tier = 1;
     int buffer_layers = 1;
     double ready_at = 0;
+    /// Grow the read buffer to what hides this load (paper §3.2): see hiding_buffer_layers.
+    bool size_buffer = false;
 };
+
+/// Layers of read buffer that hide a layer-wise load whose layer copies take `copy_s` while
+/// its layers compute in `compute_s` (paper §3.2: the buffer holds B (T_load L_hist - T_pref
+/// L_new) bytes, the load's excess over the prefill): ceil(layers (1 - compute / copy)), 0 when
+/// compute is the slower. It hides the load only when that many layers were loaded ahead.
+inline int hiding_buffer_layers(int layers, double copy_s, double compute_s) {
+    if (!(copy_s > compute_s) || layers <= 0) return 0;
+    return std::min(layers, static_cast<int>(std::ceil(layers * (1 - compute_s / copy_s) - 1e-9)));
+}
 
 struct sim_options {
     /// Continuous batching: at most this many jobs on the GPU at once, decoding together (the
@@ -105,11 +119,31 @@ public:
     std::vector<completion> take_completions() { return std::exchange(done_, {}); }
     /// GPU-busy seconds so far (prefills and decode steps; idle time not counted).
     double busy_s() const noexcept { return gpu_.busy_s(); }
+    /// The prefills' part of busy_s().
+    double prefill_busy_s() const noexcept { return gpu_.prefill_busy_s(); }
+    /// Seconds the SSDs spent reading / writing so far, and the bytes.
+    double ssd_read_busy_s() const noexcept { return ssd_read_s_; }
+    double ssd_write_busy_s() const noexcept { return ssd_write_s_; }
+    double ssd_bytes_read() const noexcept { return ssd_read_bytes_; }
+    double ssd_bytes_written() const noexcept { return ssd_write_bytes_; }
+    /// When the SSDs are next free (everything charged so far is done).
+    double ssd_free() const noexcept { return ssd_free_; }
 
     // ---- what the engine charges a job (absolute simulated times; each returns when it ends)
     /// A read of `bytes` from the SSD that may start at `not_before`.
     double ssd_read(double bytes, double not_before) {
-        ssd_free_ = std::max(ssd_free_, not_before) + cost_.ssd_read_s(bytes);
+        const double s = cost_.ssd_read_s(bytes);
+        ssd_read_s_ += s;
+        ssd_read_bytes_ += bytes;
+        ssd_free_ = std::max(ssd_free_, not_before) + s;
+        return ssd_free_;
+    }
+    /// A write of `bytes` to the SSD (a demotion), queued behind what the SSD is doing.
+    double ssd_write(double bytes, double not_before) {
+        const double s = cost_.ssd_write_s(bytes);
+        ssd_write_s_ += s;
+        ssd_write_bytes_ += bytes;
+        ssd_free_ = std::max(ssd_free_, not_before) + s;
         return ssd_free_;
     }
     /// A copy over the host link (a whole-session load, a synchronous save, a demotion).
@@ -132,8 +166,12 @@ public:
             start = std::max(start, load->ready_at);
             const double copy_start = std::max(load->ready_at, link_free_);
             const std::vector<double> compute(static_cast<std::size_t>(layers), layer);
-            const std::vector<double> copy(static_cast<std::size_t>(layers), cost_.link_s(load->bytes) / layers);
-            const auto t = layer_timeline(copy, compute, load->buffer_layers, copy_start - start);
+            const double copy_layer = cost_.link_s(load->bytes) / layers;
+            const std::vector<double> copy(static_cast<std::size_t>(layers), copy_layer);
+            const int k = load->size_buffer
+                              ? std::max(load->buffer_layers, hiding_buffer_layers(layers, copy_layer, layer))
+                              : load->buffer_layers;
+            const auto t = layer_timeline(copy, compute, k, copy_start - start);
             total = t.compute_done;
             link_free_ = std::max(link_free_, start + t.load_done);
         }
@@ -162,6 +200,7 @@ private:
     gpu_server gpu_;
     double now_ = 0;
     double ssd_free_ = 0, link_free_ = 0;
+    double ssd_read_s_ = 0, ssd_write_s_ = 0, ssd_read_bytes_ = 0, ssd_write_bytes_ = 0;
     std::vector<completion> done_;
 };
 
