@@ -60,6 +60,7 @@ struct spec {
     int buffer = 1;
     bool retain = true;
     bool sized = true;  ///< grow the read buffer per load to what hides it (paper §3.2)
+    int ssds = 0;       ///< SSD count; 0: the profile's
 };
 
 struct outcome {
@@ -76,6 +77,7 @@ ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::g
                                Prefetch, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
     auto prof = base;
     prof.gpus = m.gpus;
+    if (s.ssds > 0) prof.ssds = s.ssds;
     ca::sim::sim_backend b(m.shape, prof, {.decode_batch = batch});
     typename H::config c;
     auto bytes = [](double gb) { return static_cast<std::size_t>(std::max(gb * 1e9, 1.0)); };
@@ -181,6 +183,9 @@ int main(int argc, char** argv) try {
         specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, k, true, false});
     specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, 1, true, true});
     specs.push_back({"buffer", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, -1, true, false});
+    // How many SSDs the prefetcher's reads and the demotions' writes need (the paper does not say).
+    for (int n : o.quick ? std::vector<int>{1, 4} : std::vector<int>{1, 2, 4, 8})
+        specs.push_back({"ssds", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, o.rate, 1, true, true, n});
     for (double r : o.quick ? std::vector<double>{0.5, 2.0} : std::vector<double>{0.5, 1.0, 1.5, 2.0}) {
         specs.push_back({"rate", m13, "cachedattn", h13, o.dram_gb, o.ssd_tb, r});
         specs.push_back({"rate", m13, "recompute", h13, o.dram_gb, o.ssd_tb, r, 1, false});
@@ -217,18 +222,19 @@ int main(int argc, char** argv) try {
     std::ofstream csv(fs::path(o.out) / "runs.csv");
     csv << "experiment,model,policy,hbm_gb,dram_gb,ssd_tb,rate,buffer,turns,hit,hit_hbm,hit_dram,hit_ssd,mean_ttft_s,"
            "p99_ttft_s,prefill_tokens_per_s,gpu_hours,dollars,simulated_s,mean_queue_s,mean_turn_s,gpu_utilization,max_queued,"
-           "buffer_sized,decode_share,ssd_utilization,gpu_dollars,storage_dollars\n";
+           "buffer_sized,decode_share,ssd_utilization,gpu_dollars,storage_dollars,ssds\n";
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& r : results) {
         const auto& m = r.r.measured;
         const std::string policy = r.s.retain ? r.s.policy : "recompute";
         csv << fmt::format("{},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f},{:.5f},{:.5f},{:.1f},{:.3f},{:.2f},{:.1f},"
-                           "{:.3f},{:.3f},{:.3f},{},{:d},{:.4f},{:.4f},{:.3f},{:.3f}\n",
+                           "{:.3f},{:.3f},{:.3f},{},{:d},{:.4f},{:.4f},{:.3f},{:.3f},{}\n",
                            r.s.experiment, r.s.model, policy, r.s.hbm_gb, r.s.dram_gb, r.s.ssd_tb, r.s.rate, r.s.buffer,
                            m.turns(), m.hit_rate(), m.hit_rate(0), m.hit_rate(1), m.hit_rate(2), m.mean_ttft(),
                            m.p99_ttft(), r.prefill_tokens_per_s, r.gpu_hours, r.dollars, r.r.simulated_s,
                            r.r.mean_queue_s(), r.r.mean_turn_s(), r.r.gpu_utilization(), r.r.max_queued,
-                           r.s.sized ? 1 : 0, r.r.decode_share(), r.r.ssd_utilization(), r.gpu_dollars, r.storage_dollars);
+                           r.s.sized ? 1 : 0, r.r.decode_share(), r.r.ssd_utilization(), r.gpu_dollars, r.storage_dollars,
+                           r.s.ssds > 0 ? r.s.ssds : profile.ssds);
         runs.push_back({{"experiment", r.s.experiment}, {"model", r.s.model}, {"policy", policy}, {"hbm_gb", r.s.hbm_gb},
                         {"dram_gb", r.s.dram_gb}, {"ssd_tb", r.s.ssd_tb}, {"rate", r.s.rate}, {"buffer", r.s.buffer},
                         {"turns", m.turns()}, {"hit", m.hit_rate()}, {"hit_by_tier", {m.hit_rate(0), m.hit_rate(1), m.hit_rate(2)}},
@@ -240,7 +246,7 @@ int main(int argc, char** argv) try {
                         {"decode_share", r.r.decode_share()}, {"ssd_utilization", r.r.ssd_utilization()},
                         {"ssd_bytes_read", r.r.ssd_bytes_read}, {"ssd_bytes_written", r.r.ssd_bytes_written},
                         {"gpu_dollars", r.gpu_dollars}, {"storage_dollars", r.storage_dollars},
-                        {"measured_s", r.r.measured_s()}});
+                        {"measured_s", r.r.measured_s()}, {"ssds", r.s.ssds > 0 ? r.s.ssds : profile.ssds}});
     }
     const auto& any = traces.at(o.rate);
     nlohmann::json meta = {{"workload", any.source},
@@ -464,15 +470,16 @@ int main(int argc, char** argv) try {
         md << "\n";
     }
     md << "\nPre-load buffer (LLaMA-2-13B; k layers fixed, or sized per load to hide it as the paper does (the "
-          "default); -1 = load the whole session before the prefill) and arrival rate:\n\n"
+          "default); -1 = load the whole session before the prefill), SSD count, and arrival rate:\n\n"
           "| run | mean TTFT | mean prefill | hit rate | mean queue wait | GPU busy |\n|---|---|---|---|---|---|\n";
     for (const auto& r : results)
-        if (r.s.experiment == "buffer" || r.s.experiment == "rate") {
+        if (r.s.experiment == "buffer" || r.s.experiment == "rate" || r.s.experiment == "ssds") {
             const auto& m = r.r.measured;
             md << fmt::format("| {} {} {} | {:.1f} ms | {:.1f} ms | {:.1f}% | {:.1f} s | {:.0f}% |\n", r.s.experiment,
                               r.s.experiment == "buffer"
                                   ? (r.s.sized ? std::string("sized") : fmt::format("{} layers", r.s.buffer))
-                                  : fmt::format("{}/s", r.s.rate),
+                              : r.s.experiment == "ssds" ? fmt::format("{} (SSD busy {:.0f}%)", r.s.ssds, 100 * r.r.ssd_utilization())
+                                                         : fmt::format("{}/s", r.s.rate),
                               r.s.retain ? "" : "(RE)", 1e3 * m.mean_ttft(), 1e3 * m.total_prefill() / static_cast<double>(m.turns()),
                               100 * m.hit_rate(), r.r.mean_queue_s(), 100 * r.r.gpu_utilization());
         }

@@ -160,8 +160,8 @@ public:
         std::vector<session_id> running;
         running.reserve(batch.size());
         for (const auto& b : batch) running.push_back(b.work.session);
-        h_.prefetch(view, running);
-        if constexpr (simulated) charge_ssd_background();
+        const auto fetched = h_.prefetch(view, running);
+        if constexpr (simulated) charge_prefetches(fetched);
         std::vector<job_result> out;
         out.reserve(batch.size());
         std::vector<session_id> later;  // batch members not run yet keep their KV where it is
@@ -291,8 +291,10 @@ private:
                         m.bytes_loaded = kv_bytes_of(*load->src);
                         // The link copy can start once the read is done; the file tier reads
                         // the whole file, the cut happens in host memory.
-                        if constexpr (simulated)
+                        if constexpr (simulated) {
                             if (*where >= 2) load->started_at = charge_ssd_hit(t0);
+                            else load->started_at = std::max(load->started_at, fetch_done(session));
+                        }
                     } else {
                         m.damaged = true;
                     }
@@ -308,6 +310,7 @@ private:
                     if (have && *where > 0) {  // the whole session over the link (and off the SSD) first
                         m.bytes_loaded = kv_bytes_of(h_.device().meta(session));
                         if (*where >= 2) ready_ = charge_ssd_hit(ready_);
+                        else ready_ = std::max(ready_, fetch_done(session));
                         ready_ = b_.transfer(static_cast<double>(m.bytes_loaded), ready_);
                     }
                 }
@@ -387,6 +390,7 @@ public:
     /// Forgets a finished conversation and its stored KV.
     void end_session(session_id s) {
         if (auto it = pending_.find(s); it != pending_.end()) pending_.erase(it);  // drop() settles it
+        fetched_at_.erase(s);
         h_.drop(s);
         history_.erase(s);
     }
@@ -455,6 +459,7 @@ private:
         if constexpr (simulated) {
             l.started_at = now();  // the link copy can start once any SSD read (here, as the real engine does) is done
             if (*where >= 2) l.started_at = charge_ssd_hit(now());
+            else l.started_at = std::max(l.started_at, fetch_done(s));
         } else {
             start_load(s, l);
         }
@@ -732,10 +737,28 @@ private:
     /// queues behind it.
     void charge_ssd_background() {
         const auto [r, w] = ssd_traffic();
-        if (r > ssd_read_mark_) b_.ssd_read(static_cast<double>(r - ssd_read_mark_), now());
-        if (w > ssd_write_mark_) b_.ssd_write(static_cast<double>(w - ssd_write_mark_), now());
+        if (r > ssd_read_mark_) b_.ssd_background(static_cast<double>(r - ssd_read_mark_), false, now());
+        if (w > ssd_write_mark_) b_.ssd_background(static_cast<double>(w - ssd_write_mark_), true, now());
         ssd_read_mark_ = r;
         ssd_write_mark_ = w;
+    }
+    /// Simulated: charges the prefetcher's reads, one per session fetched, as background I/O,
+    /// and remembers when each is done: the fetched session's turn cannot load it earlier.
+    void charge_prefetches(const std::vector<session_id>& fetched) {
+        for (session_id s : fetched) {
+            const auto bytes = static_cast<double>(h_.stored_bytes(s));
+            fetched_at_[s] = b_.ssd_background(bytes, false, now());
+        }
+        ssd_read_mark_ = ssd_traffic().first;  // every read since the last charge was a fetch
+        charge_ssd_background();                // the writes of the victims they displaced
+    }
+    /// Simulated: when the prefetcher's read of `s` is done (0: nothing in flight); forgets it.
+    double fetch_done(session_id s) {
+        const auto it = fetched_at_.find(s);
+        if (it == fetched_at_.end()) return 0;
+        const double t = it->second;
+        fetched_at_.erase(it);
+        return t;
     }
     /// Simulated: charges the read of the hit just taken from the SSD (everything read since
     /// the last charge), no earlier than `not_before`. Returns when it is in host memory.
@@ -836,6 +859,7 @@ private:
     std::size_t device_out_mark_ = 0;                      ///< device bytes demoted before this point
     double ready_ = 0;  ///< simulated: when the running job's data is on the device (loads and demotions done)
     std::size_t ssd_read_mark_ = 0, ssd_write_mark_ = 0;  ///< simulated: SSD traffic charged so far
+    std::unordered_map<session_id, double> fetched_at_;   ///< simulated: when each prefetch read is done
     // Last: destroyed (joined) first, while everything their copies touch still exists.
     io::copy_stream load_stream_;
     io::copy_stream save_stream_;

@@ -349,11 +349,12 @@ public:
     /// through that tier's eviction policy. `pinned` (the jobs taken from the queue to run now,
     /// which the queue no longer shows) and every queued job up to the one being fetched are
     /// never displaced: a fetch must not demote the session whose turn runs next.
-    std::size_t prefetch(const queue_view& queue, std::span<const session_id> pinned = {}) {
+    /// Returns the sessions moved up, in the order they moved.
+    std::vector<session_id> prefetch(const queue_view& queue, std::span<const session_id> pinned = {}) {
         const prefetch::prefetch_plan plan = prefetch_.plan(queue, residency());
         const std::size_t target = plan.target_tier;
-        if (target >= tier_count || plan.sessions.empty()) return 0;
-        std::size_t moved = 0;
+        std::vector<session_id> moved;
+        if (target >= tier_count || plan.sessions.empty()) return moved;
         std::vector<session_id> sooner(pinned.begin(), pinned.end());  // needed no later than the fetched one
         std::size_t scanned = 0;
         for (session_id s : plan.sessions) {
@@ -378,7 +379,7 @@ public:
             apply(moves);
             put_into(std::move(*e), target);
             ++stats_.prefetched;
-            ++moved;
+            moved.push_back(s);
         }
         return moved;
     }

@@ -30,7 +30,7 @@ struct gpu_profile {
     double ssd_dollars_per_gb_hour = 0;
 
     /// a100_paper_calibrated's compute efficiency (see there; docs/sim/tables.md shows the fit).
-    static constexpr double calibrated_compute_efficiency = 0.6;
+    static constexpr double calibrated_compute_efficiency = 0.099;
 
     /// Throws config_error naming the first impossible field.
     void validate() const;

@@ -6,10 +6,11 @@
 /// clock. Pair it with accounting-only tiers (device_tier{.accounting_only = true},
 /// sim_host_tier, sim_file_tier) so that HBM, DRAM and SSD can have the paper's capacities.
 ///
-/// What is modelled: three resources, each serving FCFS. The SSDs (striped: reads of hits from
-/// the SSD tier before their KV can cross the link, and, off any job's critical path but
-/// occupying the drives, the prefetcher's reads and the demotions' writes), the host link
-/// (layer-wise pre-loading beside the prefill with the engine's read buffer and any head start
+/// What is modelled: three resources. The SSDs (striped; two classes: reads of hits from the
+/// SSD tier, which a job waits for, go first, FCFS among themselves; the prefetcher's reads and
+/// the demotions' writes use the time they leave, FCFS among themselves, and a fetched session's
+/// turn cannot load it before its read is done), the host link (FCFS:
+/// layer-wise pre-loading beside the prefill with the engine's read buffer and any head start
 /// from next-job pre-loading, the rule `layer_pipeline` enforces on real threads; whole-session
 /// loads; synchronous saves; write-back demotions), and the GPU (`gpu_server`: continuous
 /// batching of up to `decode_batch` jobs, prefills first, tensor-parallel all-reduces in every
@@ -127,24 +128,29 @@ public:
     double ssd_bytes_read() const noexcept { return ssd_read_bytes_; }
     double ssd_bytes_written() const noexcept { return ssd_write_bytes_; }
     /// When the SSDs are next free (everything charged so far is done).
-    double ssd_free() const noexcept { return ssd_free_; }
+    double ssd_free() const noexcept { return std::max(ssd_free_, ssd_bg_free_); }
 
     // ---- what the engine charges a job (absolute simulated times; each returns when it ends)
     /// A read of `bytes` from the SSD that may start at `not_before`.
+    /// A job waits for it (a hit on the SSD): it goes ahead of background I/O, which yields
+    /// the time it takes (I/O is issued in small chunks, so a hit waits for no background chunk).
     double ssd_read(double bytes, double not_before) {
         const double s = cost_.ssd_read_s(bytes);
         ssd_read_s_ += s;
         ssd_read_bytes_ += bytes;
-        ssd_free_ = std::max(ssd_free_, not_before) + s;
+        const double start = std::max(ssd_free_, not_before);
+        ssd_free_ = start + s;
+        if (ssd_bg_free_ > start) ssd_bg_free_ += s;
         return ssd_free_;
     }
-    /// A write of `bytes` to the SSD (a demotion), queued behind what the SSD is doing.
-    double ssd_write(double bytes, double not_before) {
-        const double s = cost_.ssd_write_s(bytes);
-        ssd_write_s_ += s;
-        ssd_write_bytes_ += bytes;
-        ssd_free_ = std::max(ssd_free_, not_before) + s;
-        return ssd_free_;
+    /// Background I/O no job waits for now: a prefetch's read (`write` false) or a demotion's
+    /// write, FCFS behind earlier background I/O and any hit reads queued. Returns when it is done.
+    double ssd_background(double bytes, bool write, double not_before) {
+        const double s = write ? cost_.ssd_write_s(bytes) : cost_.ssd_read_s(bytes);
+        (write ? ssd_write_s_ : ssd_read_s_) += s;
+        (write ? ssd_write_bytes_ : ssd_read_bytes_) += bytes;
+        ssd_bg_free_ = std::max({ssd_bg_free_, not_before, ssd_free_}) + s;
+        return ssd_bg_free_;
     }
     /// A copy over the host link (a whole-session load, a synchronous save, a demotion).
     double transfer(double bytes, double not_before) {
@@ -199,7 +205,7 @@ private:
     rope_table rope_;
     gpu_server gpu_;
     double now_ = 0;
-    double ssd_free_ = 0, link_free_ = 0;
+    double ssd_free_ = 0, ssd_bg_free_ = 0, link_free_ = 0;
     double ssd_read_s_ = 0, ssd_write_s_ = 0, ssd_read_bytes_ = 0, ssd_write_bytes_ = 0;
     std::vector<completion> done_;
 };
