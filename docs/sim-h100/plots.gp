@@ -43,7 +43,7 @@ set yrange [0:*]
 set ylabel 'mean TTFT (s)'
 set output 'docs/sim-h100/buffer_sweep.png'
 set xlabel 'pre-load buffer (layers), LLaMA-2-13B'
-plot 'docs/sim-h100/runs.csv' using (strcol(1) eq 'buffer' && $8 >= 0 ? $8 : 1/0):14 with linespoints title 'cachedattn'
+plot 'docs/sim-h100/runs.csv' using (strcol(1) eq 'buffer' && $8 >= 0 && $24 == 0 ? $8 : 1/0):14 with linespoints title 'cachedattn, fixed buffer'
 set output 'docs/sim-h100/rate_sweep.png'
 set xlabel 'session arrivals per second, LLaMA-2-13B'
 plot 'docs/sim-h100/runs.csv' using (strcol(1) eq 'rate' && strcol(3) eq 'cachedattn' ? $7 : 1/0):14 with linespoints title 'cachedattn', 'docs/sim-h100/runs.csv' using (strcol(1) eq 'rate' && strcol(3) eq 'recompute' ? $7 : 1/0):14 with linespoints title 'recompute (RE)'
