@@ -3,6 +3,8 @@
 // turn's KV came from and what it cost.
 #include <CLI/CLI.hpp>
 #include <cachedattn/cachedattn.hpp>
+
+#include "../common/cli.hpp"
 #include <filesystem>
 #include <fmt/format.h>
 #include <string>
@@ -70,28 +72,38 @@ int main(int argc, char** argv) try {
     o.workload.min_output = 8;
     o.workload.max_output = 32;
     CLI::App app{"cachedattn: multi-turn KV cache policy comparison on the CPU reference runtime"};
-    app.add_option("--sessions", o.workload.sessions, "conversations")->check(CLI::PositiveNumber);
-    app.add_option("--turns", o.workload.turns, "turns per conversation")->check(CLI::PositiveNumber);
+    app.add_option("--sessions", o.workload.sessions, "conversations")->check(examples::count_in(1, 100'000));
+    app.add_option("--turns", o.workload.turns, "turns per conversation")->check(examples::count_in(1, 10'000));
     app.add_option("--seed", o.workload.seed, "workload seed");
     app.add_option("--model", o.model, "model shape")->check(CLI::IsMember({"tiny", "small"}));
-    app.add_option("--device-mib", o.device_mib, "device tier capacity (MiB)")->check(CLI::PositiveNumber);
-    app.add_option("--host-mib", o.host_mib, "host DRAM tier capacity (MiB)")->check(CLI::PositiveNumber);
-    app.add_option("--file-mib", o.file_mib, "SSD file tier capacity (MiB)")->check(CLI::PositiveNumber);
+    app.add_option("--device-mib", o.device_mib, "device tier capacity (MiB)")->check(examples::finite_in(1e-3, 1e6));
+    app.add_option("--host-mib", o.host_mib, "host DRAM tier capacity (MiB)")->check(examples::finite_in(1e-3, 1e7));
+    app.add_option("--file-mib", o.file_mib, "SSD file tier capacity (MiB)")->check(examples::finite_in(1e-3, 1e9));
     app.add_option("--cache-dir", o.cache_dir, "directory for the file tier (default: a fresh temp dir)");
-    app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+    app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(examples::count_in(0, 4096));
     app.add_option("--queue-depth", o.queue_depth, "jobs queued ahead (the scheduler's look-ahead)")
-        ->check(CLI::PositiveNumber);
-    app.add_option("--batch", o.batch, "jobs per scheduling iteration")->check(CLI::PositiveNumber);
+        ->check(examples::count_in(1, 1'000'000));
+    app.add_option("--batch", o.batch, "jobs per scheduling iteration")->check(examples::count_in(1, 100'000));
     app.add_option("--link-gbps", o.link_gbps,
                    "emulated host<->device link in GB/s for the CPU 'device' tier (0: memcpy speed)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(examples::zero_or_in(1e-3, 1e4));  // 1e-300 would read as free
     CLI11_PARSE(app, argc, argv);
+    if (static_cast<long long>(o.workload.sessions) * o.workload.turns > 1'000'000)
+        throw ca::config_error("--sessions x --turns must be at most 1000000 turns");
 
     const auto cfg = o.model == "small" ? ca::model::model_config::small() : ca::model::model_config::tiny();
     o.workload.vocab = cfg.vocab;
     const bool own_dir = o.cache_dir.empty();
     if (own_dir)
         o.cache_dir = (std::filesystem::temp_directory_path() / ("cachedattn-main-" + std::to_string(::getpid()))).string();
+    // Removes the temp directory we made on every exit, error exits included.
+    struct remove_on_exit {
+        std::string dir;
+        ~remove_on_exit() {
+            std::error_code ec;
+            if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+        }
+    } cleanup{own_dir ? o.cache_dir : std::string()};
     ca::backend::cpu_backend model(cfg, 1, {o.threads});
     const auto turns = ca::workload::synthetic_chat(o.workload);
 
@@ -137,9 +149,11 @@ int main(int argc, char** argv) try {
                "divided by the stack's.\nJobs queued ahead: {} (belady: all). Saving: async unless named. "
                "Device link: {}.\n",
                d, o.link_gbps > 0 ? fmt::format("emulated {:.2f} GB/s", o.link_gbps) : std::string("memcpy"));
-    if (own_dir) std::filesystem::remove_all(o.cache_dir);
     return 0;
 } catch (const cachedattn::error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
+} catch (const std::exception& e) {  // file system errors (an unwritable --cache-dir or TMPDIR), allocation failures
     fmt::print(stderr, "error: {}\n", e.what());
     return 2;
 }

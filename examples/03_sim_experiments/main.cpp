@@ -5,6 +5,8 @@
 //   ./build/default/examples/03_sim_experiments --out docs/sim
 #include <CLI/CLI.hpp>
 #include <cachedattn/cachedattn.hpp>
+
+#include "../common/cli.hpp"
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -121,19 +123,22 @@ int main(int argc, char** argv) try {
     options o;
     CLI::App app{"cachedattn: the paper's experiments on the simulator (same engine and policies, simulated time)"};
     app.add_option("--out", o.out, "output directory (CSV, JSON, tables.md, PNG plots)");
-    app.add_option("--conversations", o.conversations, "ShareGPT-like conversations")->check(CLI::PositiveNumber);
-    app.add_option("--warmup", o.warmup, "turns that warm the store before measuring");
-    app.add_option("--think", o.think_s, "mean think time between a reply and the next turn (s)")->check(CLI::NonNegativeNumber);
-    app.add_option("--rate", o.rate, "session arrivals per second")->check(CLI::PositiveNumber);
+    app.add_option("--conversations", o.conversations, "ShareGPT-like conversations")->check(examples::count_in(1, 10'000'000));
+    app.add_option("--warmup", o.warmup, "turns that warm the store before measuring")
+        ->check(examples::count_in(0, 1'000'000'000));
+    app.add_option("--think", o.think_s, "mean think time between a reply and the next turn (s)")
+        ->check(examples::finite_in(0, 1e7));
+    app.add_option("--rate", o.rate, "session arrivals per second")->check(examples::finite_in(1e-6, 1e4));
     app.add_option("--profile", o.profile,
                    "a100, h100, a100-calibrated (compute rate fitted to the paper's implied RE TTFT), or a JSON "
                    "profile file (fields of sim::gpu_profile)");
     app.add_option("--sharegpt", o.sharegpt, "replay a ShareGPT JSON file instead of the generator");
     app.add_option("--burstgpt", o.burstgpt, "replay a BurstGPT CSV file instead of the generator");
-    app.add_option("--hbm-gb", o.hbm_gb_per_gpu, "HBM per GPU kept for KV across turns (GB)")->check(CLI::NonNegativeNumber);
-    app.add_option("--dram-gb", o.dram_gb, "host DRAM for KV (GB)")->check(CLI::PositiveNumber);
-    app.add_option("--ssd-tb", o.ssd_tb, "SSD for KV (TB)")->check(CLI::PositiveNumber);
-    app.add_option("--batch", o.batch, "decode batch size")->check(CLI::PositiveNumber);
+    app.add_option("--hbm-gb", o.hbm_gb_per_gpu, "HBM per GPU kept for KV across turns (GB)")
+        ->check(examples::finite_in(0, 1e6));
+    app.add_option("--dram-gb", o.dram_gb, "host DRAM for KV (GB)")->check(examples::finite_in(1e-6, 1e7));
+    app.add_option("--ssd-tb", o.ssd_tb, "SSD for KV (TB)")->check(examples::finite_in(1e-9, 1e6));
+    app.add_option("--batch", o.batch, "decode batch size")->check(examples::count_in(1, 100'000));
     app.add_flag("--quick", o.quick, "1/9 of the workload and fewer sweep points (a smoke run)");
     app.add_option("--results-md", o.results_md,
                    "also replace the section between <!-- generated:NAME:begin --> and <!-- generated:NAME:end --> "
@@ -569,6 +574,9 @@ int main(int argc, char** argv) try {
     }
     return 0;
 } catch (const cachedattn::error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
+} catch (const std::exception& e) {  // file system errors (an unwritable --out), allocation failures
     fmt::print(stderr, "error: {}\n", e.what());
     return 2;
 }

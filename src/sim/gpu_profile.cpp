@@ -100,6 +100,9 @@ gpu_profile gpu_profile::builtin(const std::string& name, int gpus) {
 }
 
 gpu_profile gpu_profile::load(const std::filesystem::path& file, const gpu_profile& base) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec))
+        throw config_error("gpu_profile: " + file.string() + ": not a regular file (or missing)");
     std::ifstream in(file);
     if (!in) throw config_error("gpu_profile: cannot open " + file.string());
     nlohmann::json j;

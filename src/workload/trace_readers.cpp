@@ -22,7 +22,16 @@
 namespace cachedattn::workload {
 namespace {
 
+/// A trace must be a regular file: a directory opens as a stream on Linux and reads as empty.
+void require_regular_file(const std::filesystem::path& file) {
+    std::error_code ec;
+    const auto st = std::filesystem::status(file, ec);
+    if (ec || !std::filesystem::exists(st)) throw trace_error(file, 0, "", "cannot open the file (no such file)");
+    if (!std::filesystem::is_regular_file(st)) throw trace_error(file, 0, "", "not a regular file");
+}
+
 std::string read_all(const std::filesystem::path& file) {
+    require_regular_file(file);
     std::ifstream in(file, std::ios::binary);
     if (!in) throw trace_error(file, 0, "", "cannot open the file");
     std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -320,6 +329,7 @@ trace read_sharegpt(const std::filesystem::path& file, const sharegpt_options& o
 }
 
 trace read_burstgpt(const std::filesystem::path& file, const burstgpt_options& opt) {
+    require_regular_file(file);
     std::ifstream in(file, std::ios::binary);
     if (!in) throw trace_error(file, 0, "", "cannot open the file");
     std::string line;

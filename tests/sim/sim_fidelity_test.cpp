@@ -113,3 +113,22 @@ TEST_CASE("sim replay: exact hits per tier of scheduler-aware and LRU on a fixed
     CHECK(std::array{paper.hits(0), paper.hits(1), paper.hits(2)} == std::array<std::size_t, 3>{84, 889, 572});
     CHECK(std::array{lru.hits(0), lru.hits(1), lru.hits(2)} == std::array<std::size_t, 3>{81, 171, 1293});
 }
+
+TEST_CASE("sim replay: an empty trace or one with times no clock can reach is an input error, not a hang") {
+    workload::trace empty;
+    empty.source = "empty";
+    CHECK_THROWS_AS(sim::validate_times(empty), input_error);
+    workload::sharegpt_like_config wc;
+    wc.conversations = 3;
+    auto t = workload::sharegpt_like(wc);
+    CHECK_NOTHROW(sim::validate_times(t));
+    auto far = t;
+    far.conversations[0].turns.back().think_s = 1e308;  // the replay would spin: t + 0.01 == t
+    CHECK_THROWS_AS(sim::validate_times(far), input_error);
+    auto nan = t;
+    nan.conversations[1].turns[0].at_s = std::nan("");
+    CHECK_THROWS_AS(sim::validate_times(nan), input_error);
+    auto inf = t;
+    inf.conversations[2].turns[0].at_s = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_AS(sim::validate_times(inf), input_error);
+}

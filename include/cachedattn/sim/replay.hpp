@@ -7,13 +7,16 @@
 /// slot; between events the clock jumps to the next arrival or completion. Works with any
 /// engine whose backend is `sim::sim_backend`.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <functional>
 #include <optional>
 #include <queue>
 #include <unordered_map>
 #include <vector>
 
+#include "cachedattn/core/error.hpp"
 #include "cachedattn/core/next_use.hpp"
 #include "cachedattn/metrics/summary.hpp"
 #include "cachedattn/workload/trace.hpp"
@@ -55,8 +58,31 @@ struct replay_result {
     double ssd_utilization() const { return measured_s() > 0 ? (ssd_read_s + ssd_write_s) / measured_s() : 0; }
 };
 
+/// Latest time a trace may name (about 31,700 years): simulated clocks are doubles, and past
+/// this a step of a few milliseconds no longer moves them, so a replay could never end.
+inline constexpr double max_trace_time_s = 1e12;
+
+/// Throws input_error unless every turn's times are finite and within max_trace_time_s, and the
+/// trace has a turn to replay.
+inline void validate_times(const workload::trace& t) {
+    if (t.turns() == 0) throw input_error("replay: the trace '" + t.source + "' has no turns");
+    for (const auto& c : t.conversations)
+        for (std::size_t k = 0; k < c.turns.size(); ++k) {
+            const auto& turn = c.turns[k];
+            const bool at_ok = turn.at_s < 0 ? k > 0 : turn.at_s <= max_trace_time_s;
+            if (!at_ok || !std::isfinite(turn.at_s) || !(turn.think_s >= 0) || !(turn.think_s <= max_trace_time_s))
+                throw input_error("replay: session " + std::to_string(c.session.value) + " turn " + std::to_string(k) +
+                                  " of '" + t.source + "' has an arrival or think time that is negative, not finite "
+                                  "or beyond 1e12 s");
+            if (turn.input_tokens < 0 || turn.output_tokens < 0)
+                throw input_error("replay: session " + std::to_string(c.session.value) + " turn " + std::to_string(k) +
+                                  " has a negative token count");
+        }
+}
+
 template <class Engine>
 replay_result replay(const workload::trace& t, Engine& eng, const replay_options& opt = {}) {
+    validate_times(t);
     auto& b = eng.model_backend();
     const std::int64_t window = b.context_window();
     replay_result r;
