@@ -123,7 +123,12 @@ private:
             throw_errno("fsync", tmp, err);
         }
         ::close(fd);
-        publish(tmp, path);
+        try {
+            publish(tmp, path);
+        } catch (...) {
+            ::unlink(tmp.c_str());  // a failed rename must not leave the unfinished file behind
+            throw;
+        }
     }
 
     static std::vector<std::byte> read_file(const fs::path& path) {
@@ -203,6 +208,8 @@ private:
                              asio::file_base::write_only | asio::file_base::create | asio::file_base::truncate);
         });
         if (!opened.ok) return finish_write(*st, opened);
+        // Asio creates files 0777 & ~umask; the thread-pool backend 0644: one mode for both.
+        ::fchmod(st->file->native_handle(), 0644);
         asio::async_write_at(*st->file, 0, asio::buffer(st->data), [st](boost::system::error_code ec, std::size_t) {
             finish_write(*st, guarded([&] {
                 if (ec) throw boost::system::system_error(ec, "write " + st->tmp.string());

@@ -184,3 +184,77 @@ TEST_CASE("file_tier: two tiers cannot share a directory") {
     CHECK_THROWS_WITH_AS(tier::file_tier({dir.path(), 1 << 20}, {G, 1}), doctest::Contains("in use by another"),
                          io_error);
 }
+
+TEST_CASE("file_tier: opening after a crash removes a dead process's .tmp and .kv files and counts them") {
+    test::temp_dir dir("file-recover");
+    std::size_t left = 0;
+    {
+        tier::file_tier t({dir.path(), 1 << 20, io::io_mode::automatic, true}, {G, 42});  // keep_files: as a crash would
+        t.put(make_entry(1, 9));
+        t.put(make_entry(2, 30));
+        t.flush();
+        left = t.stored_bytes(session_id{1}) + t.stored_bytes(session_id{2});
+    }
+    std::ofstream(dir.path() / "session-0000000000000003.kv.tmp", std::ios::binary) << std::string(1000, 'x');
+    std::ofstream(dir.path() / "unrelated.txt") << "not ours";
+    tier::file_tier t({dir.path(), 1 << 20}, {G, 42});
+    CHECK(t.stale_files_removed() == 3u);
+    CHECK(t.stale_bytes_removed() == left + 1000);
+    CHECK(t.used_bytes() == 0u);
+    CHECK(t.sessions() == 0u);
+    std::size_t ours = 0;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+        ours += f.path().filename().string().rfind("session-", 0) == 0;
+    CHECK(ours == 0u);
+    CHECK(std::filesystem::exists(dir.path() / "unrelated.txt"));  // only the tier's own names
+}
+
+TEST_CASE("file_tier: both I/O engines publish files with the same mode, and a failed removal is counted") {
+    std::vector<io::io_mode> modes{io::io_mode::thread_pool};
+    if (io::io_uring_available()) modes.push_back(io::io_mode::io_uring);
+    for (auto mode : modes) {
+        test::temp_dir dir("file-mode");
+        tier::file_tier t({dir.path(), 1 << 20, mode}, {G, 42});
+        CAPTURE(t.io_backend());
+        t.put(make_entry(4, 9));
+        t.flush();
+        const auto perms = std::filesystem::status(t.path_of(session_id{4})).permissions();
+        CHECK((perms & std::filesystem::perms::all) ==
+              (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+               std::filesystem::perms::group_read | std::filesystem::perms::others_read));
+    }
+    // A directory that turns read-only after the tier opened. Root writes anywhere, and a
+    // tmpfs with the tier's files open cannot be remounted read-only: as root this part skips.
+    if (::geteuid() == 0) {
+        MESSAGE("the read-only directory case skips as root");
+        return;
+    }
+    test::temp_dir dir("file-ro");
+    {
+        tier::file_tier t({dir.path(), 1 << 20}, {G, 42});
+        t.put(make_entry(6, 9));
+        t.flush();
+        std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::remove);
+        const auto got = t.take(session_id{6});
+        std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+        CHECK(got.has_value());  // the data is right
+        CHECK(t.files_not_removed() == 1u);
+        CHECK(t.used_bytes() == 0u);
+    }
+    tier::file_tier again({dir.path(), 1 << 20}, {G, 42});  // the next open deletes what was left
+    CHECK(again.stale_files_removed() == 1u);
+}
+
+TEST_CASE("file_tier: a full disk at open says so") {
+    test::temp_dir dir("file-full");
+    const auto mnt = dir.path() / "mnt";
+    std::filesystem::create_directories(mnt);
+    const std::string cmd = "mount -t tmpfs -o size=4k tmpfs " + mnt.string() + " 2>/dev/null";
+    if (::geteuid() != 0 || std::system(cmd.c_str()) != 0) {
+        MESSAGE("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    std::system(("dd if=/dev/zero of=" + (mnt / "fill").string() + " bs=1k count=64 2>/dev/null").c_str());
+    CHECK_THROWS_WITH_AS(tier::file_tier({mnt, 1 << 20}, {G, 1}), doctest::Contains("No space left"), io_error);
+    std::system(("umount " + mnt.string()).c_str());
+}

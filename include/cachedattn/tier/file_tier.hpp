@@ -8,10 +8,17 @@
 /// charged by exact file size (header + token ids + blocks). A file that fails to write, cannot
 /// be read back, or fails any header/checksum/fingerprint check is counted in `damaged()` and
 /// reported as a miss: `take` returns nullopt, never wrong data.
+///
+/// After a crash: a tier opens its directory empty. Files a dead process left there (`.tmp`
+/// files of unfinished writes, `.kv` files no index knows) are deleted when the tier opens and
+/// counted (`stale_files_removed`, `stale_bytes_removed`): the hierarchy that placed them is
+/// gone, so nothing could find them, and they would otherwise hold disk the capacity does not
+/// count. `keep_files` leaves a clean shutdown's files for inspection; the next open removes them.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -48,15 +55,7 @@ public:
         if (ec || !std::filesystem::is_directory(c.directory))
             throw io_error("file_tier: cannot create cache directory '" + c.directory.string() +
                            "': " + (ec ? ec.message() : std::string("not a directory")));
-        const auto probe = c.directory / ".cachedattn-write-probe";
-        {
-            std::ofstream f(probe, std::ios::binary | std::ios::trunc);
-            f << "probe";
-            f.flush();
-            if (!f)
-                throw io_error("file_tier: cache directory '" + c.directory.string() + "' is not writable");
-        }
-        std::filesystem::remove(probe, ec);
+        probe_writable(c.directory);
         // One tier per directory: a second one would overwrite and delete this one's files.
         const auto lock_path = c.directory / ".cachedattn.lock";
         lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -65,6 +64,7 @@ public:
             throw io_error("file_tier: cache directory '" + c.directory.string() +
                            "' is in use by another file_tier (give each its own directory)");
         }
+        remove_stale_files();
         io_ = io::make_file_io(c.io);
     }
     file_tier(const file_tier&) = delete;
@@ -72,7 +72,8 @@ public:
     file_tier(file_tier&& o) noexcept
         : g_(o.g_), fingerprint_(o.fingerprint_), cfg_(std::move(o.cfg_)), io_(std::move(o.io_)),
           index_(std::exchange(o.index_, {})), used_(std::exchange(o.used_, 0)),
-          damaged_(o.damaged_), last_damage_(std::move(o.last_damage_)), lock_fd_(std::exchange(o.lock_fd_, -1)) {}
+          damaged_(o.damaged_), last_damage_(std::move(o.last_damage_)), lock_fd_(std::exchange(o.lock_fd_, -1)),
+          stale_files_(o.stale_files_), stale_bytes_(o.stale_bytes_), unremoved_(o.unremoved_) {}
     file_tier& operator=(file_tier&&) = delete;
     ~file_tier() {
         for (auto& [s, rec] : index_) {
@@ -152,6 +153,12 @@ public:
     std::size_t damaged() const noexcept { return damaged_; }
     /// Why the last damaged read was rejected.
     const std::string& last_damage() const noexcept { return last_damage_; }
+    /// Files a previous process left in the directory, deleted when this tier opened.
+    std::size_t stale_files_removed() const noexcept { return stale_files_; }
+    std::size_t stale_bytes_removed() const noexcept { return stale_bytes_; }
+    /// Files taken or erased whose removal failed (e.g. the directory turned read-only): the
+    /// next tier to open the directory deletes them.
+    std::size_t files_not_removed() const noexcept { return unremoved_; }
     std::string_view io_backend() const noexcept { return io_->backend(); }
 
 private:
@@ -181,6 +188,44 @@ private:
     void remove_file(session_id s) {
         std::error_code ec;
         std::filesystem::remove(path_of(s), ec);
+        if (ec && ec != std::errc::no_such_file_or_directory) {
+            ++unremoved_;
+            last_damage_ = "cannot remove " + path_of(s).string() + ": " + ec.message();
+        }
+    }
+    /// Writes and removes a probe file, so an unusable directory fails here with the reason
+    /// (read-only, no space left), not as damaged reads later.
+    static void probe_writable(const std::filesystem::path& dir) {
+        const auto probe = dir / ".cachedattn-write-probe";
+        const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int err = fd < 0 ? errno : 0;
+        if (fd >= 0) {
+            static constexpr char bytes[] = "probe";
+            if (::write(fd, bytes, sizeof bytes) != static_cast<ssize_t>(sizeof bytes)) err = errno ? errno : EIO;
+            if (err == 0 && ::fsync(fd) != 0) err = errno;
+            ::close(fd);
+            ::unlink(probe.c_str());
+        }
+        if (err != 0)
+            throw io_error("file_tier: cannot write in cache directory '" + dir.string() +
+                           "': " + std::generic_category().message(err));
+    }
+    /// Deletes what a dead process left: unfinished writes (.tmp) and session files (.kv).
+    void remove_stale_files() {
+        std::error_code ec;
+        for (std::filesystem::directory_iterator it(cfg_.directory, ec), end; !ec && it != end; it.increment(ec)) {
+            const auto& p = it->path();
+            const std::string name = p.filename().string();
+            const bool ours = name.rfind("session-", 0) == 0 &&
+                              (p.extension() == ".kv" || p.extension() == ".tmp");
+            if (!ours) continue;
+            std::error_code e2;
+            const auto size = std::filesystem::file_size(p, e2);
+            if (std::filesystem::remove(p, e2)) {
+                ++stale_files_;
+                stale_bytes_ += e2 ? 0 : static_cast<std::size_t>(size);
+            }
+        }
     }
     std::unordered_map<session_id, record>::iterator find(session_id s) {
         auto it = index_.find(s);
@@ -202,6 +247,7 @@ private:
     std::size_t damaged_ = 0;
     std::string last_damage_;
     int lock_fd_ = -1;
+    std::size_t stale_files_ = 0, stale_bytes_ = 0, unremoved_ = 0;
 };
 static_assert(tier<file_tier>);
 
