@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -42,6 +43,9 @@ public:
         std::size_t capacity_bytes = 0;
         io::io_mode io = io::io_mode::automatic;
         bool keep_files = false;  ///< leave the files behind when the tier is destroyed
+        /// Makes the I/O engine instead of `io` (a seam for other storage and for fault
+        /// injection in tests); empty: io::make_file_io(io).
+        std::function<std::unique_ptr<io::file_io>()> make_io{};
     };
     static constexpr std::string_view name = "file";
 
@@ -65,7 +69,8 @@ public:
                            "' is in use by another file_tier (give each its own directory)");
         }
         remove_stale_files();
-        io_ = io::make_file_io(c.io);
+        io_ = c.make_io ? c.make_io() : io::make_file_io(c.io);
+        if (!io_) throw config_error("file_tier: make_io returned no I/O engine");
     }
     file_tier(const file_tier&) = delete;
     file_tier& operator=(const file_tier&) = delete;
