@@ -258,3 +258,21 @@ TEST_CASE("file_tier: a full disk at open says so") {
     CHECK_THROWS_WITH_AS(tier::file_tier({mnt, 1 << 20}, {G, 1}), doctest::Contains("No space left"), io_error);
     std::system(("umount " + mnt.string()).c_str());
 }
+
+TEST_CASE("file I/O: a write whose final rename fails leaves no .tmp behind, on both engines") {
+    std::vector<io::io_mode> modes{io::io_mode::thread_pool};
+    if (io::io_uring_available()) modes.push_back(io::io_mode::io_uring);
+    for (auto mode : modes) {
+        test::temp_dir dir("rename-fails");
+        const auto target = dir.path() / "session.kv";
+        std::filesystem::create_directories(target / "occupied");  // rename(tmp, target) fails: a non-empty directory
+        auto io = io::make_file_io(mode);
+        CAPTURE(io->backend());
+        const auto st = io->write_atomic(target, std::vector<std::byte>(100, std::byte{1})).get();
+        CHECK_FALSE(st.ok);
+        CHECK(st.error.find("rename") != std::string::npos);
+        auto tmp = target;
+        tmp += ".tmp";
+        CHECK_FALSE(std::filesystem::exists(tmp));
+    }
+}
