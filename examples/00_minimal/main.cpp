@@ -12,7 +12,7 @@ using paper_stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::
                                      ca::truncation::drop_oldest,   // on overflow keep the newest half
                                      ca::posenc::decoupled_rope>;   // keys stored before RoPE
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
     const auto model_cfg = ca::model::model_config::tiny();
     ca::backend::cpu_backend model(model_cfg, /*seed=*/1);
 
@@ -31,4 +31,7 @@ int main(int argc, char** argv) {
                    input.size(), r.metrics.reused_tokens, r.metrics.recomputed_tokens, r.metrics.ttft_s * 1e3,
                    fmt::join(r.generated, " "));
     }
+} catch (const std::exception& e) {  // e.g. a cache directory that cannot be created
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
 }

@@ -27,7 +27,7 @@ void run(ca::backend::cpu_backend& model, const std::vector<ca::workload::chat_t
                100 * sum.hit_rate(2), 1e3 * sum.mean_ttft());
 }
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
     const auto cfg = ca::model::model_config::tiny();
     ca::backend::cpu_backend model(cfg, 1);
     const auto turns = ca::workload::synthetic_chat({.sessions = 12, .turns = 4, .vocab = cfg.vocab});
@@ -35,4 +35,7 @@ int main(int argc, char** argv) {
     run<ca::eviction::lru>(model, turns, dir);
     run<my_policies::mru>(model, turns, dir);
     std::filesystem::remove_all(dir);
+} catch (const std::exception& e) {  // e.g. a cache directory that cannot be created
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
 }
