@@ -1,5 +1,7 @@
-// One conformance suite run over every eviction policy, plus each policy's own decisions.
+// The conformance suite run over every eviction policy, plus each policy's own decisions.
 #include "../support.hpp"
+
+#include <cachedattn/testing/eviction_conformance.hpp>
 
 using namespace cachedattn;
 
@@ -11,43 +13,48 @@ std::optional<session_id> victim(const auto& p, std::span<const session_id> excl
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE_DEFINE("eviction contract", P, eviction_contract) {
-    P p{typename P::config{}};
-    CHECK(p.size() == 0);
-    CHECK_FALSE(victim(p).has_value());
-    for (std::uint64_t i = 1; i <= 5; ++i) p.on_insert(S(i));
-    CHECK(p.size() == 5);
-
-    SUBCASE("victim is a const query: asking twice gives the same answer") {
-        CHECK(victim(p) == victim(p));
-    }
-    SUBCASE("the victim is always a tracked session, never an excluded one") {
-        const std::vector<session_id> all{S(1), S(2), S(3), S(4)};
-        auto v = victim(p, all);
-        REQUIRE(v.has_value());
-        CHECK(*v == S(5));
-        const std::vector<session_id> every{S(1), S(2), S(3), S(4), S(5)};
-        CHECK_FALSE(victim(p, every).has_value());
-    }
-    SUBCASE("erased sessions are never chosen") {
-        for (std::uint64_t i = 1; i <= 4; ++i) p.on_erase(S(i));
-        CHECK(p.size() == 1);
-        CHECK(victim(p) == S(5));
-        p.on_erase(S(5));
-        CHECK_FALSE(victim(p).has_value());
-    }
-    SUBCASE("draining by repeated victim + erase visits every session once") {
-        std::vector<std::uint64_t> seen;
-        while (auto v = victim(p)) {
-            seen.push_back(v->value);
-            p.on_erase(*v);
-        }
-        std::sort(seen.begin(), seen.end());
-        CHECK(seen == std::vector<std::uint64_t>{1, 2, 3, 4, 5});
-    }
+// The installed conformance suite (cachedattn/testing/eviction_conformance.hpp), which policies
+// written outside the tree run too.
+TEST_CASE_TEMPLATE_DEFINE("eviction conformance suite", P, eviction_conformance) {
+    const auto failures = testing::check_eviction_policy<P>();
+    std::string all;
+    for (const auto& f : failures) all += f + "\n";
+    CHECK_MESSAGE(failures.empty(), all);
 }
-TEST_CASE_TEMPLATE_INVOKE(eviction_contract, eviction::lru, eviction::fifo, eviction::lfu, eviction::arc, eviction::ttl,
-                          eviction::belady, eviction::scheduler_aware);
+TEST_CASE_TEMPLATE_INVOKE(eviction_conformance, eviction::lru, eviction::fifo, eviction::lfu, eviction::arc,
+                          eviction::ttl, eviction::belady, eviction::scheduler_aware, eviction::gdsf,
+                          eviction::belady_size);
+
+namespace {
+/// Names an excluded session and forgets to count: the suite must say so.
+class broken_policy {
+public:
+    struct config {};
+    static constexpr std::string_view name = "broken";
+    explicit broken_policy(const config&) {}
+    void on_insert(session_id s) { tracked_.push_back(s); }
+    void on_access(session_id) {}
+    void on_erase(session_id s) { std::erase(tracked_, s); }
+    std::optional<session_id> victim(const eviction::context&) const {
+        if (tracked_.empty()) return std::nullopt;
+        return tracked_.front();  // ignores ctx.excluded
+    }
+    std::size_t size() const noexcept { return tracked_.size() > 3 ? 3 : tracked_.size(); }
+
+private:
+    std::vector<session_id> tracked_;
+};
+}  // namespace
+
+TEST_CASE("eviction conformance suite: a policy that breaks the contract is caught") {
+    const auto failures = testing::check_eviction_policy<broken_policy>();
+    REQUIRE_FALSE(failures.empty());
+    const auto has = [&](std::string_view what) {
+        return std::any_of(failures.begin(), failures.end(), [&](const std::string& f) { return f.find(what) != f.npos; });
+    };
+    CHECK(has("size() counts every inserted session"));
+    CHECK(has("with every session excluded, none goes"));
+}
 
 TEST_CASE("lru: the least recently used session goes first") {
     eviction::lru p;

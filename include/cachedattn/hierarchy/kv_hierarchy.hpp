@@ -71,7 +71,7 @@ class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc> {
                   "tier::device_tier): the model computes in it");
     static_assert(eviction::eviction_policy<Evict>,
                   "Evict must model cachedattn::eviction::eviction_policy: it needs a nested config, "
-                  "a static name, on_insert/on_access/on_erase(session_id), size() and a const "
+                  "a static name, on_insert/on_access/on_erase(session_id[, event]), size() and a const "
                   "victim(const eviction::context&) returning std::optional<session_id>");
     static_assert(prefetch::prefetch_policy<Prefetch>,
                   "Prefetch must model cachedattn::prefetch::prefetch_policy: a nested config, a "
@@ -193,11 +193,11 @@ public:
     void apply(const std::vector<tier_move>& plan) {
         for (const tier_move& m : plan) {
             if (!m.to) {
-                drop_from(m.session, m.from);
+                drop_from(m.session, m.from, eviction::leave_reason::dropped);
                 ++stats_.drops[m.from];
                 continue;
             }
-            auto e = take_from(m.session, m.from);
+            auto e = take_from(m.session, m.from, eviction::leave_reason::demoted);
             if (!e) continue;  // damaged: already counted and forgotten
             put_into(std::move(*e), *m.to);
             ++stats_.demotions[m.from];
@@ -229,11 +229,11 @@ public:
         r.from = locate(s);
         if (!r.from) return r;
         if (*r.from == 0) {
-            traits::on_access(evict_[0], s, now_);
+            traits::on_access(evict_[0], s, event_in(0, device().stored_bytes(s)));
             return r;
         }
         room_on_device_for(s, pinned, queue, device().charge(meta(s)));
-        auto e = take_from(s, *locate(s));  // making room never moves a pinned session
+        auto e = take_from(s, *locate(s), eviction::leave_reason::promoted);  // making room never moves a pinned session
         if (!e) {
             r.damaged = true;
             return r;
@@ -254,12 +254,12 @@ public:
     std::optional<kv_entry> promote_staged(session_id s, std::span<const session_id> pinned,
                                            const queue_view& queue = {}, std::size_t drop_front = 0) {
         room_on_device_for(s, pinned, queue, staged_charge(s, drop_front));
-        auto e = take_from(s, *locate(s));
+        auto e = take_from(s, *locate(s), eviction::leave_reason::promoted);
         if (!e) return std::nullopt;
         if (drop_front) trim_front(*e, std::min(drop_front, e->meta.tokens.size()), geometry());
         device().put_staged(e->meta);
-        traits::on_insert(evict_[0], s, now_);
         dir_[s] = 0;
+        traits::on_insert(evict_[0], s, event_in(0, device().stored_bytes(s)));
         stats_.bytes_in[0] += e->data.size();
         return e;
     }
@@ -278,8 +278,8 @@ public:
     void create_on_device(session_id s) {
         if (locate(s)) drop(s);
         device().create(s);
-        traits::on_insert(evict_[0], s, now_);
         dir_[s] = 0;
+        traits::on_insert(evict_[0], s, event_in(0, device().stored_bytes(s)));
     }
 
     /// Grows `s`'s device entry to hold `tokens` tokens, demoting others to make room.
@@ -301,30 +301,32 @@ public:
     }
 
     void touch(session_id s) {
-        if (auto t = locate(s)) traits::on_access(evict_[*t], s, now_);
+        if (auto t = locate(s)) traits::on_access(evict_[*t], s, event_in(*t, stored_bytes(s)));
     }
 
     /// Forgets `s` wherever it is.
     void drop(session_id s) {
-        if (auto t = locate(s)) drop_from(s, *t);
+        if (auto t = locate(s)) drop_from(s, *t, eviction::leave_reason::dropped);
     }
 
     /// Moves `s` one tier down (making room there), or drops it from the last tier.
-    void demote(session_id s, const queue_view& queue = {}) {
+    void demote(session_id s, const queue_view& queue = {},
+                eviction::leave_reason why = eviction::leave_reason::demoted) {
         const auto t = locate(s);
         if (!t) return;
+        const auto gone = why == eviction::leave_reason::demoted ? eviction::leave_reason::dropped : why;
         if (*t + 1 >= tier_count) {
-            drop_from(s, *t);
+            drop_from(s, *t, gone);
             ++stats_.drops[*t];
             return;
         }
         const std::size_t need = charge_in(*t + 1, meta(s));
         if (need > capacity_bytes(*t + 1) || !make_room(*t + 1, need, std::array{s}, queue)) {
-            drop_from(s, *t);
+            drop_from(s, *t, gone);
             ++stats_.drops[*t];
             return;
         }
-        auto e = take_from(s, *t);
+        auto e = take_from(s, *t, why);
         if (!e) return;
         put_into(std::move(*e), *t + 1);
         ++stats_.demotions[*t];
@@ -337,8 +339,8 @@ public:
         for (std::size_t i = 0; i < tier_count; ++i)
             for (session_id s : traits::expired(evict_[i], now_)) {
                 if (locate(s) != i) continue;
-                if constexpr (traits::expiry_demotes()) demote(s, queue);
-                else drop_from(s, i);
+                if constexpr (traits::expiry_demotes()) demote(s, queue, eviction::leave_reason::expired);
+                else drop_from(s, i, eviction::leave_reason::expired);
                 ++stats_.expired;
                 ++n;
             }
@@ -374,7 +376,7 @@ public:
                 if (!p) break;
                 moves = std::move(*p);
             }
-            auto e = take_from(s, *t);
+            auto e = take_from(s, *t, eviction::leave_reason::promoted);
             if (!e) continue;
             apply(moves);
             put_into(std::move(*e), target);
@@ -490,7 +492,9 @@ private:
         return true;
     }
 
-    std::optional<kv_entry> take_from(session_id s, std::size_t i) {
+    eviction::event event_in(std::size_t tier, std::size_t bytes) const { return {bytes, tier, now_}; }
+
+    std::optional<kv_entry> take_from(session_id s, std::size_t i, eviction::leave_reason why) {
         const std::size_t bytes = on_tier(i, [&](const auto& t) { return t.stored_bytes(s); });
         std::optional<kv_entry> e;
         if (i == 0) {
@@ -503,8 +507,8 @@ private:
             }
         }
         if (!e) e = on_tier(i, [&](auto& t) { return t.take(s); });
-        evict_[i].on_erase(s);
         dir_.erase(s);
+        traits::on_erase(evict_[i], s, {event_in(i, bytes), why});
         stats_.bytes_out[i] += bytes;
         if (!e) ++stats_.damaged;
         return e;
@@ -513,18 +517,19 @@ private:
         const session_id s = e.meta.session;
         const std::size_t bytes = charge_in(i, e.meta);
         on_tier(i, [&](auto& t) { t.put(std::move(e)); });
-        traits::on_insert(evict_[i], s, now_);
         dir_[s] = i;
+        traits::on_insert(evict_[i], s, event_in(i, bytes));
         stats_.bytes_in[i] += bytes;
     }
-    void drop_from(session_id s, std::size_t i) {
+    void drop_from(session_id s, std::size_t i, eviction::leave_reason why) {
         if (i == 0) {
             copies_.settle(s);
             copies_.discard(s);
         }
+        const std::size_t bytes = on_tier(i, [&](const auto& t) { return t.stored_bytes(s); });
         on_tier(i, [&](auto& t) { t.erase(s); });
-        evict_[i].on_erase(s);
         dir_.erase(s);
+        traits::on_erase(evict_[i], s, {event_in(i, bytes), why});
     }
 
     tier::tier_init init_;
