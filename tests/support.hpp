@@ -49,8 +49,8 @@ private:
 using three_tiers = ca::tiers<ca::tier::device_tier, ca::tier::host_tier, ca::tier::file_tier>;
 
 template <class Evict = ca::eviction::lru, class PosEnc = ca::posenc::decoupled_rope,
-          class Trunc = ca::truncation::drop_oldest>
-using stack3 = ca::kv_hierarchy<three_tiers, Evict, ca::prefetch::none, Trunc, PosEnc>;
+          class Trunc = ca::truncation::drop_oldest, class Save = ca::saving::async_save>
+using stack3 = ca::kv_hierarchy<three_tiers, Evict, ca::prefetch::none, Trunc, PosEnc, Save>;
 
 /// Hierarchy config with the given byte capacities.
 template <class H>

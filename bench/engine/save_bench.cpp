@@ -15,8 +15,9 @@
 namespace ca = cachedattn;
 
 namespace {
+template <class Save>
 using stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::host_tier>, ca::eviction::lru,
-                               ca::prefetch::none, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
+                               ca::prefetch::none, ca::truncation::drop_oldest, ca::posenc::decoupled_rope, Save>;
 
 struct outcome {
     double wall = 0, job = 0, saved_mib = 0, save_wait = 0, ttft = 0, decode = 0;
@@ -26,16 +27,16 @@ struct outcome {
 template <class Save>
 outcome run(ca::backend::cpu_backend& model, double link, int sessions, int rounds) {
     const auto& g = model.geometry();
-    stack::config c;
+    typename stack<Save>::config c;
     // About two sessions at their final size (first turn 256 tokens, then 64 + 16 per turn).
     std::get<0>(c.tiers).capacity_bytes = 2 * g.blocks_for(256 + static_cast<std::size_t>(rounds) * 80) * g.block_bytes();
     std::get<0>(c.tiers).link_bytes_per_s = link;
     std::get<1>(c.tiers).capacity_bytes = 256 << 20;
-    stack kv(c, g, model.weights_id());
+    stack<Save> kv(c, g, model.weights_id());
     outcome o;
     const auto t0 = std::chrono::steady_clock::now();
     {
-        ca::engine<stack, ca::backend::cpu_backend, Save> eng(kv, model);
+        ca::engine eng(kv, model);
         std::vector<ca::token_id> input;
         for (int r = 0; r < rounds; ++r)
             for (int s = 1; s <= sessions; ++s) {

@@ -27,12 +27,12 @@ double max_rss_mb() {
 template <class Evict, class Prefetch>
 void run(const char* name, const ca::workload::trace& t, std::size_t warmup) {
     const int batch = std::getenv("BATCH") ? std::atoi(std::getenv("BATCH")) : 24;
-    using H = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::sim_host_tier, ca::tier::sim_file_tier>, Evict,
+    using H = ca::kv_hierarchy<ca::tiers<ca::tier::sim_device_tier, ca::tier::sim_host_tier, ca::tier::sim_file_tier>, Evict,
                                Prefetch, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
     const auto prof = ca::sim::gpu_profile::a100_pcie4(2);
     ca::sim::sim_backend b(ca::model::model_config::llama2_13b(), prof, {.decode_batch = batch});
     typename H::config c;
-    std::get<0>(c.tiers) = {static_cast<std::size_t>(32e9), 0, true};
+    c.device() = {static_cast<std::size_t>(32e9)};
     std::get<1>(c.tiers).capacity_bytes = static_cast<std::size_t>(128e9);
     std::get<2>(c.tiers).capacity_bytes = static_cast<std::size_t>(10e12);
     H h(c, b.geometry(), b.weights_id());

@@ -31,25 +31,19 @@ struct row {
     ca::metrics::summary sum{3};
 };
 
-template <class Eviction, class PosEnc = ca::posenc::decoupled_rope, class Truncation = ca::truncation::drop_oldest,
-          class Prefetch = ca::prefetch::none>
-using three_tier_stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::host_tier, ca::tier::file_tier>,
-                                          Eviction, Prefetch, Truncation, PosEnc>;
-
 /// Serves the workload through the engine's job queue, keeping up to `depth` jobs queued
 /// (the look-ahead the scheduler-aware policies see; Belady gets the whole future).
-template <class Stack, class Save = ca::saving::async_save>
+template <class Stack>
 row run(const std::string& name, const options& o, ca::backend::cpu_backend& model,
-        const std::vector<ca::workload::chat_turn>& turns, bool retain, std::size_t depth) {
+        const std::vector<ca::workload::chat_turn>& turns, std::size_t depth) {
     typename Stack::config cfg;
-    std::get<0>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.device_mib * (1 << 20));
-    std::get<0>(cfg.tiers).link_bytes_per_s = o.link_gbps * 1e9;
-    std::get<1>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.host_mib * (1 << 20));
-    std::get<2>(cfg.tiers).capacity_bytes = static_cast<std::size_t>(o.file_mib * (1 << 20));
-    std::get<2>(cfg.tiers).directory = std::filesystem::path(o.cache_dir) / name;
+    cfg.device().capacity_bytes = static_cast<std::size_t>(o.device_mib * (1 << 20));
+    cfg.device().link_bytes_per_s = o.link_gbps * 1e9;
+    cfg.host().capacity_bytes = static_cast<std::size_t>(o.host_mib * (1 << 20));
+    cfg.ssd().capacity_bytes = static_cast<std::size_t>(o.file_mib * (1 << 20));
+    cfg.ssd().directory = std::filesystem::path(o.cache_dir) / name;
     Stack kv(cfg, model.geometry(), model.weights_id());
-    ca::engine<Stack, ca::backend::cpu_backend, Save> engine(kv, model,
-                                                            {.retain_across_turns = retain, .batch_size = o.batch});
+    ca::engine engine(kv, model, {.batch_size = o.batch});
     row r{name};
     std::size_t next = 0;
     while (next < turns.size() || engine.queued() > 0) {
@@ -118,20 +112,25 @@ int main(int argc, char** argv) try {
     using tt = ca::truncation::recompute;
     const std::size_t d = o.queue_depth, all = turns.size();
     std::vector<row> rows;
-    rows.push_back(run<three_tier_stack<ev::lru>>("recompute (RE)", o, model, turns, false, d));
-    using paper = three_tier_stack<ev::scheduler_aware, ca::posenc::decoupled_rope, ca::truncation::drop_oldest,
-                                   pf::scheduler_aware>;
-    rows.push_back(run<paper>("cachedattn (paper)", o, model, turns, true, d));
-    rows.push_back(run<paper, ca::saving::sync_save>("paper, sync save", o, model, turns, true, d));
-    rows.push_back(run<paper, ca::saving::write_back>("paper, write-back", o, model, turns, true, d));
-    rows.push_back(run<three_tier_stack<ev::lru>>("lru", o, model, turns, true, d));
-    rows.push_back(run<three_tier_stack<ev::fifo>>("fifo", o, model, turns, true, d));
-    rows.push_back(run<three_tier_stack<ev::lfu>>("lfu", o, model, turns, true, d));
-    rows.push_back(run<three_tier_stack<ev::arc>>("arc", o, model, turns, true, d));
-    rows.push_back(run<three_tier_stack<ev::belady>>("belady (oracle)", o, model, turns, true, all));
-    rows.push_back(run<three_tier_stack<ev::scheduler_aware, coupled>>("paper, coupled RoPE", o, model, turns, true, d));
-    rows.push_back(run<three_tier_stack<ev::scheduler_aware, ca::posenc::decoupled_rope, tt>>("paper, TT truncation", o,
-                                                                                              model, turns, true, d));
+    namespace st = ca::stacks;
+    using drop = ca::truncation::drop_oldest;
+    using decoupled = ca::posenc::decoupled_rope;
+    rows.push_back(run<st::recompute>("recompute (RE)", o, model, turns, d));
+    rows.push_back(run<st::paper>("cachedattn (paper)", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::scheduler_aware, pf::scheduler_aware, drop, decoupled, ca::saving::sync_save>>(
+        "paper, sync save", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::scheduler_aware, pf::scheduler_aware, drop, decoupled, ca::saving::write_back>>(
+        "paper, write-back", o, model, turns, d));
+    rows.push_back(run<st::lru>("lru", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::fifo>>("fifo", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::lfu>>("lfu", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::arc>>("arc", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::gdsf>>("gdsf", o, model, turns, d));
+    rows.push_back(run<st::three_tier<ev::belady>>("belady (oracle)", o, model, turns, all));
+    rows.push_back(run<st::three_tier<ev::belady_size>>("belady x size", o, model, turns, all));
+    rows.push_back(run<st::three_tier<ev::scheduler_aware, pf::none, drop, coupled>>("paper, coupled RoPE", o, model,
+                                                                                    turns, d));
+    rows.push_back(run<st::three_tier<ev::scheduler_aware, pf::none, tt>>("paper, TT truncation", o, model, turns, d));
 
     const double base = rows.front().sum.mean_ttft();
     fmt::print("{:<20} {:>6} {:>7} {:>7} {:>7} {:>7} {:>11} {:>10} {:>10} {:>11} {:>9}\n", "stack", "turns", "hit",

@@ -75,7 +75,7 @@ struct outcome {
 template <class Evict, class Prefetch>
 ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::gpu_profile& base, int batch,
                            const ca::workload::trace& t, std::size_t warmup) {
-    using H = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::sim_host_tier, ca::tier::sim_file_tier>, Evict,
+    using H = ca::kv_hierarchy<ca::tiers<ca::tier::sim_device_tier, ca::tier::sim_host_tier, ca::tier::sim_file_tier>, Evict,
                                Prefetch, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
     auto prof = base;
     prof.gpus = m.gpus;
@@ -83,7 +83,7 @@ ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::g
     ca::sim::sim_backend b(m.shape, prof, {.decode_batch = batch});
     typename H::config c;
     auto bytes = [](double gb) { return static_cast<std::size_t>(std::max(gb * 1e9, 1.0)); };
-    std::get<0>(c.tiers) = {bytes(s.hbm_gb), 0, true};
+    c.device() = {bytes(s.hbm_gb)};
     std::get<1>(c.tiers).capacity_bytes = bytes(s.dram_gb);
     std::get<2>(c.tiers).capacity_bytes = bytes(s.ssd_tb * 1e3);
     ca::next_use_table future;  // Belady's oracle: the replay knows every session's next arrival

@@ -32,6 +32,8 @@
 #include "cachedattn/saving/async_save.hpp"
 #include "cachedattn/saving/sync_save.hpp"
 #include "cachedattn/saving/write_back.hpp"
+#include "cachedattn/saving/discard.hpp"
+#include "cachedattn/stacks.hpp"
 #include "cachedattn/sim/cost_model.hpp"
 #include "cachedattn/sim/gpu_profile.hpp"
 #include "cachedattn/sim/gpu_server.hpp"

@@ -30,7 +30,8 @@ template <class Save, class H>
 std::vector<turn_record> run_queue(H& h, backend::cpu_backend& b, int sessions, int rounds, std::uint64_t seed,
                                    engine_config cfg = {}) {
     cfg.record_logits = true;
-    engine<H, backend::cpu_backend, Save> eng(h, b, cfg);
+    static_assert(std::is_same_v<typename H::save_type, Save>);
+    engine<H, backend::cpu_backend> eng(h, b, cfg);
     std::mt19937_64 rng(seed);
     std::map<std::uint64_t, std::vector<std::vector<token_id>>> inputs;
     for (int r = 0; r < rounds; ++r)
@@ -99,13 +100,15 @@ std::vector<turn_record> run_queue(H& h, backend::cpu_backend& b, int sessions, 
 }  // namespace
 
 TEST_CASE("saving: async and sync saves equal the device KV, change no decision, and serve demotions") {
-    using H = test::stack3<eviction::lru>;
+    using H1 = test::stack3<eviction::lru, posenc::decoupled_rope, truncation::drop_oldest, saving::write_back>;
+    using H2 = test::stack3<eviction::lru, posenc::decoupled_rope, truncation::drop_oldest, saving::async_save>;
+    using H3 = test::stack3<eviction::lru, posenc::decoupled_rope, truncation::drop_oldest, saving::sync_save>;
     backend::cpu_backend b(model::model_config::tiny(), 7);
     const int sessions = 6, rounds = test::quick() ? 3 : 5;
     test::temp_dir d1("save-wb"), d2("save-async"), d3("save-sync");
-    H h1(small_tiers<H>(b, d1.path()), b.geometry(), b.weights_id());
-    H h2(small_tiers<H>(b, d2.path()), b.geometry(), b.weights_id());
-    H h3(small_tiers<H>(b, d3.path()), b.geometry(), b.weights_id());
+    H1 h1(small_tiers<H1>(b, d1.path()), b.geometry(), b.weights_id());
+    H2 h2(small_tiers<H2>(b, d2.path()), b.geometry(), b.weights_id());
+    H3 h3(small_tiers<H3>(b, d3.path()), b.geometry(), b.weights_id());
     const auto wb = run_queue<saving::write_back>(h1, b, sessions, rounds, 11);
     const auto as = run_queue<saving::async_save>(h2, b, sessions, rounds, 11);
     const auto sy = run_queue<saving::sync_save>(h3, b, sessions, rounds, 11);

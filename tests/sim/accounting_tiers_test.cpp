@@ -9,7 +9,7 @@ using namespace cachedattn;
 
 namespace {
 using real_tiers = tiers<tier::device_tier, tier::host_tier, tier::file_tier>;
-using sim_tiers = tiers<tier::device_tier, tier::sim_host_tier, tier::sim_file_tier>;
+using sim_tiers = tiers<tier::sim_device_tier, tier::sim_host_tier, tier::sim_file_tier>;
 
 template <class H>
 void turn(H& h, session_id s, std::size_t grow, job_order& order) {
@@ -21,7 +21,7 @@ void turn(H& h, session_id s, std::size_t grow, job_order& order) {
     auto& dev = h.device();
     const std::size_t have = dev.meta(s).tokens.size();
     h.reserve_on_device(s, have + grow, {}, q);
-    if (!dev.accounting_only()) {
+    if constexpr (!tier::accounting_tier<typename H::device_type>) {
         // Give the real tier's new tokens some bytes (the model would write them).
         auto v = dev.view(s);
         for (std::size_t t = have; t < have + grow; ++t)
@@ -43,10 +43,9 @@ void same_moves(std::uint64_t seed) {
     test::temp_dir dir("accounting");
     auto rc = test::capacities<real>(12 * block, 20 * block, 48 * block + 4096, dir.path());
     typename simulated::config sc;
-    std::get<0>(sc.tiers).capacity_bytes = 12 * block;
-    std::get<0>(sc.tiers).accounting_only = true;
-    std::get<1>(sc.tiers).capacity_bytes = 20 * block;
-    std::get<2>(sc.tiers).capacity_bytes = 48 * block + 4096;
+    sc.device().capacity_bytes = 12 * block;
+    sc.host().capacity_bytes = 20 * block;
+    sc.ssd().capacity_bytes = 48 * block + 4096;
     real r(rc, b.geometry(), b.weights_id());
     simulated s(sc, b.geometry(), b.weights_id());
 

@@ -53,10 +53,8 @@ std::vector<decision> run(Engine& eng, const std::vector<job_spec>& jobs, bool r
 
 template <class Evict, class Prefetch, class PosEnc, class Save>
 void same_decisions() {
-    using real = kv_hierarchy<tiers<tier::device_tier, tier::host_tier, tier::file_tier>, Evict, Prefetch,
-                              truncation::drop_oldest, PosEnc>;
-    using simulated = kv_hierarchy<tiers<tier::device_tier, tier::sim_host_tier, tier::sim_file_tier>, Evict, Prefetch,
-                                   truncation::drop_oldest, PosEnc>;
+    using real = stacks::three_tier<Evict, Prefetch, truncation::drop_oldest, PosEnc, Save>;
+    using simulated = stacks::sim::three_tier<Evict, Prefetch, truncation::drop_oldest, PosEnc, Save>;
     const auto cfg = model::model_config::tiny();
     backend::cpu_backend cpu(cfg, 1);
     sim::sim_backend sb(cfg, sim::gpu_profile::a100_pcie4(1));
@@ -65,12 +63,12 @@ void same_decisions() {
     test::temp_dir dir("sim-equal");
     real r(test::capacities<real>(dev, host, file, dir.path()), cpu.geometry(), cpu.weights_id());
     typename simulated::config sc;
-    std::get<0>(sc.tiers) = {dev, 0, true};
-    std::get<1>(sc.tiers).capacity_bytes = host;
-    std::get<2>(sc.tiers).capacity_bytes = file;
+    sc.device() = {dev};
+    sc.host().capacity_bytes = host;
+    sc.ssd().capacity_bytes = file;
     simulated s(sc, sb.geometry(), sb.weights_id());
-    engine<real, backend::cpu_backend, Save> e_real(r, cpu);
-    engine<simulated, sim::sim_backend, Save> e_sim(s, sb);
+    engine e_real(r, cpu);
+    engine e_sim(s, sb);
     const auto jobs = workload(7);
     const auto a = run(e_real, jobs, true);
     const auto b = run(e_sim, jobs, false);
@@ -107,7 +105,7 @@ TEST_CASE("sim backend: the cpu backend's decisions, turn by turn") {
 }
 
 TEST_CASE("sim backend: a ShareGPT-like trace on LLaMA-2-13B shapes, with and without caching") {
-    using H = kv_hierarchy<tiers<tier::device_tier, tier::sim_host_tier, tier::sim_file_tier>, eviction::scheduler_aware,
+    using H = kv_hierarchy<tiers<tier::sim_device_tier, tier::sim_host_tier, tier::sim_file_tier>, eviction::scheduler_aware,
                            prefetch::scheduler_aware, truncation::drop_oldest, posenc::decoupled_rope>;
     workload::sharegpt_like_config wc;
     wc.conversations = 200;
@@ -117,7 +115,7 @@ TEST_CASE("sim backend: a ShareGPT-like trace on LLaMA-2-13B shapes, with and wi
     auto run = [&](bool retain, int buffer) {
         sim::sim_backend sb(m, sim::gpu_profile::a100_pcie4(2));
         typename H::config c;
-        std::get<0>(c.tiers) = {std::size_t{20} << 30, 0, true};
+        c.device() = {std::size_t{20} << 30};
         std::get<1>(c.tiers).capacity_bytes = std::size_t{128} << 30;
         std::get<2>(c.tiers).capacity_bytes = std::size_t{10} << 40;
         H h(c, sb.geometry(), sb.weights_id());
@@ -140,12 +138,12 @@ TEST_CASE("sim backend: a ShareGPT-like trace on LLaMA-2-13B shapes, with and wi
 namespace {
 template <class Evict, class Prefetch>
 sim::replay_result replay_13b(const workload::trace& trace, int slots, double ssd_bytes) {
-    using H = kv_hierarchy<tiers<tier::device_tier, tier::sim_host_tier, tier::sim_file_tier>, Evict, Prefetch,
+    using H = kv_hierarchy<tiers<tier::sim_device_tier, tier::sim_host_tier, tier::sim_file_tier>, Evict, Prefetch,
                            truncation::drop_oldest, posenc::decoupled_rope>;
     sim::sim_backend sb(model::model_config::llama2_13b(), sim::gpu_profile::a100_pcie4(2), {.decode_batch = slots});
     next_use_table future;
     typename H::config c;
-    std::get<0>(c.tiers) = {std::size_t{8} << 30, 0, true};
+    c.device() = {std::size_t{8} << 30};
     std::get<1>(c.tiers).capacity_bytes = std::size_t{16} << 30;
     std::get<2>(c.tiers).capacity_bytes = static_cast<std::size_t>(ssd_bytes);
     if constexpr (std::is_same_v<Evict, eviction::belady>) c.eviction.oracle = &future;

@@ -11,9 +11,9 @@
 using namespace cachedattn;
 
 namespace {
-using paper_sim = kv_hierarchy<tiers<tier::device_tier, tier::sim_host_tier, tier::sim_file_tier>, eviction::scheduler_aware,
+using paper_sim = kv_hierarchy<tiers<tier::sim_device_tier, tier::sim_host_tier, tier::sim_file_tier>, eviction::scheduler_aware,
                                prefetch::scheduler_aware, truncation::drop_oldest, posenc::decoupled_rope>;
-using lru_sim = kv_hierarchy<tiers<tier::device_tier, tier::sim_host_tier, tier::sim_file_tier>, eviction::lru,
+using lru_sim = kv_hierarchy<tiers<tier::sim_device_tier, tier::sim_host_tier, tier::sim_file_tier>, eviction::lru,
                              prefetch::none, truncation::drop_oldest, posenc::decoupled_rope>;
 
 struct small_run {
@@ -32,7 +32,7 @@ small_run run_small(const sim::gpu_profile& p) {
     const auto trace = workload::sharegpt_like(wc);
     sim::sim_backend sb(model::model_config::llama2_13b(), p);
     typename H::config c;
-    std::get<0>(c.tiers) = {std::size_t{8} << 30, 0, true};
+    c.device() = {std::size_t{8} << 30};
     std::get<1>(c.tiers).capacity_bytes = std::size_t{16} << 30;
     std::get<2>(c.tiers).capacity_bytes = std::size_t{200} << 30;
     H h(c, sb.geometry(), sb.weights_id());

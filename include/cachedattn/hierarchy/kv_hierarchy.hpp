@@ -25,6 +25,7 @@
 #include "cachedattn/io/kv_file_format.hpp"
 #include "cachedattn/posenc/concept.hpp"
 #include "cachedattn/prefetch/concept.hpp"
+#include "cachedattn/saving/async_save.hpp"
 #include "cachedattn/tier/concept.hpp"
 #include "cachedattn/truncation/concept.hpp"
 
@@ -51,15 +52,26 @@ struct hierarchy_stats {
     std::size_t prefetched = 0;                  ///< sessions moved up by the prefetcher
 };
 
-template <class Tiers, class Evict, class Prefetch, class Truncate, class PosEnc>
+/// @brief The whole KV cache system as one type: a "stack" of policies (cachedattn/stacks.hpp
+/// names the common ones).
+/// @tparam Tiers    `tiers<Device, ...>`, fastest first; the first models tier::device_tier_like
+///                  (the model computes in it). Real stacks use device/host/file tiers, simulated
+///                  ones sim_device/sim_host/sim_file (counting bytes, holding none).
+/// @tparam Evict    eviction::eviction_policy: which session leaves a tier (one instance per tier)
+/// @tparam Prefetch prefetch::prefetch_policy: which sessions move up before their turn
+/// @tparam Truncate truncation::truncation_policy: what is dropped on context overflow
+/// @tparam PosEnc   posenc::positional_encoding: keys stored before or after RoPE
+/// @tparam Save     saving::saving_policy: when a turn's new KV is copied to host memory
+///                  (async_save, sync_save, write_back) or whether it is kept at all (discard)
+template <class Tiers, class Evict, class Prefetch, class Truncate, class PosEnc, class Save = saving::async_save>
 class kv_hierarchy {
     static_assert(sizeof(Tiers) == 0,
                   "kv_hierarchy's first argument must be cachedattn::tiers<...>, e.g. "
                   "tiers<tier::device_tier, tier::host_tier, tier::file_tier>");
 };
 
-template <class... T, class Evict, class Prefetch, class Truncate, class PosEnc>
-class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc> {
+template <class... T, class Evict, class Prefetch, class Truncate, class PosEnc, class Save>
+class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc, Save> {
     static_assert(sizeof...(T) >= 1, "kv_hierarchy needs at least one tier (the device tier)");
     static_assert(sizeof...(T) <= max_tiers, "kv_hierarchy supports at most cachedattn::max_tiers tiers");
     static_assert((tier::tier<T> && ...),
@@ -85,6 +97,9 @@ class kv_hierarchy<tiers<T...>, Evict, Prefetch, Truncate, PosEnc> {
                   "PosEnc must model cachedattn::posenc::positional_encoding: a nested config, "
                   "static name, keys_pre_rope and tag, and a const rebase(paged_kv_view<float>, "
                   "first, shift, const rope_table&) returning bool");
+    static_assert(saving::saving_policy<Save>,
+                  "Save must model cachedattn::saving::saving_policy: a static name, a save_mode and a "
+                  "nested writer<Device> template (see saving/concept.hpp)");
 
 public:
     static constexpr std::size_t tier_count = sizeof...(T);
@@ -94,15 +109,29 @@ public:
     using prefetch_type = Prefetch;
     using truncation_type = Truncate;
     using posenc_type = PosEnc;
+    using save_type = Save;
     using stats_type = hierarchy_stats<tier_count>;
     using traits = eviction::eviction_traits<Evict>;
 
+    /// Run-time settings of every tier and policy. Tiers by name: `c.device()`, `c.host()` (the
+    /// second tier, DRAM), `c.ssd()` (the third), or by type: `c.tier<tier::file_tier>()`.
     struct config {
         std::tuple<typename T::config...> tiers;
         typename Evict::config eviction{};
         typename Prefetch::config prefetch{};
         typename Truncate::config truncation{};
         typename PosEnc::config posenc{};
+
+        template <class Tier>
+        auto& tier() { return std::get<typename Tier::config>(tiers); }
+        template <class Tier>
+        const auto& tier() const { return std::get<typename Tier::config>(tiers); }
+        auto& device() { return std::get<0>(tiers); }
+        const auto& device() const { return std::get<0>(tiers); }
+        auto& host() requires(sizeof...(T) >= 2) { return std::get<1>(tiers); }
+        const auto& host() const requires(sizeof...(T) >= 2) { return std::get<1>(tiers); }
+        auto& ssd() requires(sizeof...(T) >= 3) { return std::get<2>(tiers); }
+        const auto& ssd() const requires(sizeof...(T) >= 3) { return std::get<2>(tiers); }
     };
 
     /// @param weights_id identity of the weights (seed or file hash), folded into the fingerprint

@@ -3,7 +3,7 @@
 /// @brief The simulator backend: the same engine, hierarchy and policies, with no tensors. The
 /// engine charges each job's work to the simulated server's resources at the point where the
 /// real engine would start it, and reads its time from here (`now()`) instead of the wall
-/// clock. Pair it with accounting-only tiers (device_tier{.accounting_only = true},
+/// clock. Pair it with accounting-only tiers (sim_device_tier,
 /// sim_host_tier, sim_file_tier) so that HBM, DRAM and SSD can have the paper's capacities.
 ///
 /// What is modelled: three resources. The SSDs (striped; two classes: reads of hits from the

@@ -22,6 +22,7 @@ public:
         std::size_t capacity_bytes = 0;
     };
     static constexpr std::string_view name = Rule::name;
+    static constexpr bool accounting_only = true;  ///< holds no KV bytes (simulated stacks only)
 
     accounting_tier(const config& c, const tier_init& init) : g_(init.geometry), capacity_(c.capacity_bytes) {
         g_.validate();

@@ -62,4 +62,11 @@ concept device_tier_like =
         t.shrink_to_fit(s);      // release reserved blocks beyond the stored tokens
     };
 
+/// @brief A tier that counts bytes and holds no KV (`T::accounting_only`): the simulator's
+/// tiers. A simulated backend runs only on such tiers and a real backend never does.
+template <class T>
+concept accounting_tier = tier<T> && requires {
+    requires T::accounting_only;
+};
+
 }  // namespace cachedattn::tier

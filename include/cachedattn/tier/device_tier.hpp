@@ -28,17 +28,19 @@ public:
         /// The CPU "device" is host memory; a bandwidth makes loads and saves cost what they
         /// would over PCIe, so overlap can be measured (see detail/link_model.hpp).
         double link_bytes_per_s = 0;
-        /// Count blocks only, allocate no pool (the simulator's HBM at the paper's scale):
-        /// block tables, charges and capacity behave as usual; views have no memory behind
-        /// them, entries moved out carry no payload, and copies are not made.
-        bool accounting_only = false;
         /// Where the pool lives (null: host memory). The CUDA backend passes
         /// cuda::device_memory(): the pool is then HBM and every copy goes through the runtime.
         std::shared_ptr<const pool_memory> memory = nullptr;
     };
     static constexpr std::string_view name = "device";
 
-    device_tier(const config& c, const tier_init& init)
+    device_tier(const config& c, const tier_init& init) : device_tier(c, init, false) {}
+
+protected:
+    /// `accounting`: count blocks only, allocate no pool (sim_device_tier, the simulator's HBM
+    /// at the paper's scale): block tables, charges and capacity behave as usual; views have no
+    /// memory behind them, entries moved out carry no payload, and copies are not made.
+    device_tier(const config& c, const tier_init& init, bool accounting)
         : g_(init.geometry), block_bytes_(init.geometry.block_bytes()), capacity_(c.capacity_bytes),
           link_(c.link_bytes_per_s) {
         if (!(c.link_bytes_per_s >= 0))
@@ -52,7 +54,7 @@ public:
                                std::to_string(block_bytes_) + " bytes)");
         if (blocks > static_cast<std::size_t>(INT32_MAX))
             throw config_error("device_tier: more than 2^31 blocks; raise block_tokens");
-        if (!c.accounting_only) {
+        if (!accounting) {
             mem_ = c.memory ? c.memory : host_memory();
             pool_ = pool_ptr(mem_->allocate(blocks * block_bytes_), detail::pool_deleter{mem_.get()});
         }
@@ -62,6 +64,7 @@ public:
         total_blocks_ = blocks;
     }
 
+public:
     std::size_t capacity_bytes() const noexcept { return capacity_; }
     std::size_t used_bytes() const noexcept { return (total_blocks_ - free_.size()) * block_bytes_; }
     std::size_t free_bytes() const noexcept { return free_.size() * block_bytes_; }
@@ -251,8 +254,8 @@ public:
     void set_rope_base(session_id s, std::int64_t base) { get(s).meta.rope_base = base; }
 
     const model_geometry& geometry() const noexcept { return g_; }
-    /// No pool: block accounting only (see config::accounting_only).
-    bool accounting_only() const noexcept { return !pool_; }
+    /// No pool: block accounting only (sim_device_tier).
+    bool counts_only() const noexcept { return !pool_; }
     /// Memory for host copies of this tier's KV (pinned when the pool is GPU memory).
     std::pmr::memory_resource* host_resource() const noexcept {
         return mem_ ? mem_->host_resource() : std::pmr::get_default_resource();
@@ -330,5 +333,20 @@ private:
     std::unordered_map<session_id, resident> res_;
 };
 static_assert(device_tier_like<device_tier>);
+
+/// @brief The simulator's device tier ("HBM" at the paper's scale): device_tier's block
+/// accounting with no pool behind it. A type of its own, so that a simulated stack and a real
+/// backend (or the reverse) do not compile together (see engine.hpp).
+class sim_device_tier : public device_tier {
+public:
+    struct config {
+        std::size_t capacity_bytes = 0;
+    };
+    static constexpr std::string_view name = "device (simulated)";
+    static constexpr bool accounting_only = true;  ///< holds no KV bytes
+
+    sim_device_tier(const config& c, const tier_init& init) : device_tier({c.capacity_bytes}, init, true) {}
+};
+static_assert(device_tier_like<sim_device_tier>);
 
 }  // namespace cachedattn::tier
