@@ -10,16 +10,18 @@ using paper_stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::
                                      ca::eviction::lru,             // what leaves a tier first
                                      ca::prefetch::none,            // nothing moves up ahead of time
                                      ca::truncation::drop_oldest,   // on overflow keep the newest half
-                                     ca::posenc::decoupled_rope>;   // keys stored before RoPE
+                                     ca::posenc::decoupled_rope,    // keys stored before RoPE
+                                     ca::saving::async_save>;       // new KV copied out while computing
+// (cachedattn/stacks.hpp names the paper's stacks: ca::stacks::paper, ::lru, ::recompute.)
 
 int main(int argc, char** argv) try {
     const auto model_cfg = ca::model::model_config::tiny();
     ca::backend::cpu_backend model(model_cfg, /*seed=*/1);
 
     paper_stack::config cfg;
-    std::get<0>(cfg.tiers).capacity_bytes = 1 << 20;                                     // "HBM"
-    std::get<1>(cfg.tiers).capacity_bytes = 4 << 20;                                     // DRAM
-    std::get<2>(cfg.tiers) = {argc > 1 ? argv[1] : "cachedattn-minimal-cache", 64 << 20};  // SSD
+    cfg.device().capacity_bytes = 1 << 20;                                     // "HBM"
+    cfg.host().capacity_bytes = 4 << 20;                                       // DRAM
+    cfg.ssd() = {argc > 1 ? argv[1] : "cachedattn-minimal-cache", 64 << 20};  // SSD
     paper_stack kv(cfg, model.geometry(), model.weights_id());
     ca::engine engine(kv, model);
 

@@ -35,7 +35,7 @@ struct row {
 /// (the look-ahead the scheduler-aware policies see; Belady gets the whole future).
 template <class Stack>
 row run(const std::string& name, const options& o, ca::backend::cpu_backend& model,
-        const std::vector<ca::workload::chat_turn>& turns, std::size_t depth) {
+        const ca::workload::trace& turns, std::size_t depth) {
     typename Stack::config cfg;
     cfg.device().capacity_bytes = static_cast<std::size_t>(o.device_mib * (1 << 20));
     cfg.device().link_bytes_per_s = o.link_gbps * 1e9;
@@ -45,14 +45,7 @@ row run(const std::string& name, const options& o, ca::backend::cpu_backend& mod
     Stack kv(cfg, model.geometry(), model.weights_id());
     ca::engine engine(kv, model, {.batch_size = o.batch});
     row r{name};
-    std::size_t next = 0;
-    while (next < turns.size() || engine.queued() > 0) {
-        while (next < turns.size() && engine.queued() < depth) {
-            const auto& t = turns[next++];
-            engine.submit({t.session, t.input, t.max_new_tokens});
-        }
-        for (const auto& done : engine.step()) r.sum.add(done.result.metrics);
-    }
+    ca::run_trace(engine, turns, depth, [&](const ca::job_result& done) { r.sum.add(done.result.metrics); });
     kv.check_invariants();
     return r;
 }
@@ -103,14 +96,14 @@ int main(int argc, char** argv) try {
 
     fmt::print("workload: {} sessions x {} turns ({} turns), model {} ({} layers, {} B KV/token, context {}), "
                "tiers: device {:.1f} MiB, DRAM {:.1f} MiB, SSD {:.0f} MiB\n\n",
-               o.workload.sessions, o.workload.turns, turns.size(), cfg.name, cfg.layers,
+               o.workload.sessions, o.workload.turns, turns.turns(), cfg.name, cfg.layers,
                cfg.geometry().kv_bytes_per_token(), cfg.context_window, o.device_mib, o.host_mib, o.file_mib);
 
     namespace ev = ca::eviction;
     namespace pf = ca::prefetch;
     using coupled = ca::posenc::coupled_rope;
     using tt = ca::truncation::recompute;
-    const std::size_t d = o.queue_depth, all = turns.size();
+    const std::size_t d = o.queue_depth, all = turns.turns();
     std::vector<row> rows;
     namespace st = ca::stacks;
     using drop = ca::truncation::drop_oldest;

@@ -8,20 +8,20 @@
 namespace ca = cachedattn;
 
 template <class Eviction>
-using stack = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::host_tier, ca::tier::file_tier>, Eviction,
-                               ca::prefetch::none, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
+using stack = ca::stacks::three_tier<Eviction>;  // device, DRAM, SSD; the other policies at their defaults
 
 template <class Eviction>
-void run(ca::backend::cpu_backend& model, const std::vector<ca::workload::chat_turn>& turns,
+void run(ca::backend::cpu_backend& model, const ca::workload::trace& turns,
          const std::filesystem::path& dir) {
     typename stack<Eviction>::config cfg;
-    std::get<0>(cfg.tiers).capacity_bytes = 512 << 10;  // ~2 sessions of the tiny model
-    std::get<1>(cfg.tiers).capacity_bytes = 1 << 20;
-    std::get<2>(cfg.tiers) = {dir / std::string(Eviction::name), 1 << 20};  // SSD too small for all
+    cfg.device().capacity_bytes = 512 << 10;  // ~2 sessions of the tiny model
+    cfg.host().capacity_bytes = 1 << 20;
+    cfg.ssd() = {dir / std::string(Eviction::name), 1 << 20};  // SSD too small for all
     stack<Eviction> kv(cfg, model.geometry(), model.weights_id());
     ca::engine engine(kv, model);
     ca::metrics::summary sum(3);
-    for (const auto& t : turns) sum.add(engine.run_turn(t.session, t.input, t.max_new_tokens).metrics);
+    for (const auto& t : ca::workload::in_arrival_order(turns, model.vocab()))
+        sum.add(engine.run_turn(t.session, t.input, t.max_new_tokens).metrics);
     fmt::print("{:>4}: hit rate {:5.1f}% (device {:4.1f}%, DRAM {:4.1f}%, SSD {:4.1f}%), mean TTFT {:.2f} ms\n",
                Eviction::name, 100 * sum.hit_rate(), 100 * sum.hit_rate(0), 100 * sum.hit_rate(1),
                100 * sum.hit_rate(2), 1e3 * sum.mean_ttft());

@@ -9,6 +9,7 @@
 #include "cachedattn/core/queue_view.hpp"
 #include "cachedattn/core/session.hpp"
 #include "cachedattn/engine/engine.hpp"
+#include "cachedattn/engine/run_trace.hpp"
 #include "cachedattn/eviction/arc.hpp"
 #include "cachedattn/eviction/belady.hpp"
 #include "cachedattn/eviction/belady_size.hpp"

@@ -156,7 +156,7 @@ std::pair<std::array<std::size_t, 4>, std::int64_t> main_job(const char* tag, st
     wc.min_output = 8;
     wc.max_output = 32;
     wc.vocab = model.vocab();
-    const auto turns = workload::synthetic_chat(wc);
+    const auto turns = workload::in_arrival_order(workload::synthetic_chat(wc), model.vocab());
     test::temp_dir dir(tag);
     H h(test::capacities<H>(1 << 20, 2 << 20, 4 << 20, dir.path()), model.geometry(), model.weights_id());
     engine eng(h, model);

@@ -174,7 +174,7 @@ TEST_CASE_TEMPLATE("size-aware policies drive a real three-tier hierarchy: invar
     backend::cpu_backend b(model::model_config::tiny(), 1);
     S3 h(test::capacities<S3>(256 << 10, 512 << 10, 2 << 20, dir.path()), b.geometry(), b.weights_id());
     engine eng(h, b);
-    const auto turns = workload::synthetic_chat({.sessions = 10, .turns = 3, .vocab = b.vocab()});
+    const auto turns = workload::in_arrival_order(workload::synthetic_chat({.sessions = 10, .turns = 3, .vocab = b.vocab()}), b.vocab());
     metrics::summary sum(3);
     for (const auto& t : turns) {
         sum.add(eng.run_turn(t.session, t.input, t.max_new_tokens).metrics);

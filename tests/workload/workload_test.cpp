@@ -1,5 +1,6 @@
 // The ShareGPT-like generator's statistics and reproducibility, and the trace readers on good
 // and malformed input (every error names the file, line and field).
+#include <cachedattn/cachedattn.hpp>
 #include <cachedattn/workload/sharegpt_like.hpp>
 #include <cachedattn/workload/trace_readers.hpp>
 
@@ -184,4 +185,51 @@ TEST_CASE("read_burstgpt: malformed input names the file, line and field") {
     CHECK(e.line() == 2);
     e = error_of([&] { read_burstgpt(write(d, "empty.csv", "")); });
     CHECK(e.line() == 1);
+}
+
+TEST_CASE("one workload type: the same trace runs on the cpu backend in arrival order and on the simulator") {
+    const auto cfg = model::model_config::tiny();
+    const trace t = synthetic_chat({.sessions = 4, .turns = 3, .vocab = cfg.vocab, .seed = 5});
+    REQUIRE(t.turns() == 12);
+    const auto order = in_arrival_order(t, cfg.vocab);
+    REQUIRE(order.size() == 12);
+    // Arrival order keeps each session's turns in order.
+    std::map<std::uint64_t, int> next;
+    for (const auto& turn : order) CHECK(turn.turn == next[turn.session.value]++);
+
+    test::temp_dir dir("one-workload");
+    backend::cpu_backend cpu(cfg, 1);
+    stacks::paper::config rc;
+    rc.device().capacity_bytes = 1 << 20;
+    rc.host().capacity_bytes = 1 << 20;
+    rc.ssd() = {dir.path(), 1 << 20};
+    stacks::paper real(rc, cpu.geometry(), cpu.weights_id());
+    engine on_cpu(real, cpu);
+    const auto done = run_trace(on_cpu, t, 4);
+    CHECK(done.size() == 12);
+
+    sim::sim_backend sb(cfg, sim::gpu_profile::a100_pcie4(1));
+    stacks::sim::paper::config sc;
+    sc.device().capacity_bytes = 1 << 20;
+    sc.host().capacity_bytes = 1 << 20;
+    sc.ssd().capacity_bytes = 1 << 20;
+    stacks::sim::paper simulated(sc, sb.geometry(), sb.weights_id());
+    engine on_sim(simulated, sb);
+    const auto r = sim::replay(t, on_sim);
+    CHECK(r.turns == 12);
+    CHECK(r.measured.turns() == 12);
+    // The simulator took the trace's own token ids (it used to accept only id 0); on the cpu
+    // each session's history starts with its first turn's input.
+    for (const auto& c : t.conversations) {
+        const auto& first = c.turns[0].input;
+        REQUIRE(on_cpu.history(c.session).size() >= first.size());
+        CHECK(std::equal(first.begin(), first.end(), on_cpu.history(c.session).begin()));
+    }
+    // A trace given as counts gets the same ids on every backend and run.
+    trace counts;
+    counts.conversations.push_back({session_id{9}, {trace_turn{5, 3, 0, 0, {}}}});
+    CHECK(input_ids(counts.conversations[0], 0, cfg.vocab) == input_ids(counts.conversations[0], 0, cfg.vocab));
+    CHECK(input_ids(counts.conversations[0], 0, cfg.vocab).size() == 5);
+    CHECK(std::any_of(input_ids(counts.conversations[0], 0, cfg.vocab).begin(),
+                      input_ids(counts.conversations[0], 0, cfg.vocab).end(), [](token_id x) { return x != 0; }));
 }

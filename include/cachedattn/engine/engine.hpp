@@ -24,6 +24,7 @@
 
 #include "cachedattn/backend/concept.hpp"
 #include "cachedattn/core/error.hpp"
+#include "cachedattn/engine/engine_config.hpp"
 #include "cachedattn/engine/job_queue.hpp"
 #include "cachedattn/engine/layer_loader.hpp"
 #include "cachedattn/engine/session_history.hpp"
@@ -36,38 +37,6 @@
 #include "cachedattn/tier/concept.hpp"
 
 namespace cachedattn {
-
-struct engine_config {
-    /// false: drop every session's KV when its turn ends (the paper's "RE" baseline: recompute
-    /// the whole history every turn). A stack whose saving policy is saving::discard never retains.
-    bool retain_across_turns = true;
-    /// Copy the logits that chose each turn's first token into the result (tests).
-    bool record_logits = false;
-    /// Jobs taken from the queue per scheduling iteration.
-    std::size_t batch_size = 1;
-    /// Layer-wise pre-loading of a hit from DRAM or below: < 0 loads the whole session before
-    /// the prefill; k >= 0 copies layer by layer on the load stream while the prefill runs, at
-    /// most 1 + k layers ahead of compute (k = the read buffer in layers, paper §3.2).
-    int preload_buffer_layers = 1;
-    /// On simulated time, grow each load's read buffer to the layers that hide it (paper §3.2:
-    /// B (T_load L_hist - T_pref L_new) bytes), never below preload_buffer_layers. The real
-    /// backends allocate a session's device blocks before loading it, so there a larger
-    /// preload_buffer_layers costs no memory: set it to the layer count to let the loader run free.
-    bool size_preload_buffer = true;
-    /// With pre-loading on, also start loading the next queued job's KV (its first 1 + k
-    /// layers) while the current job runs, so that its first layers do not wait either.
-    bool preload_next_job = true;
-};
-
-namespace detail {
-template <class Stack>
-struct stack_tiers_are_accounting;
-template <template <class...> class H, class... T, class... P>
-struct stack_tiers_are_accounting<H<tiers<T...>, P...>> {
-    static constexpr bool all = (tier::accounting_tier<T> && ...);
-    static constexpr bool none = (!tier::accounting_tier<T> && ...);
-};
-}  // namespace detail
 
 /// @brief Runs turns of many sessions on one model backend over one KV cache stack.
 /// @tparam Stack   a kv_hierarchy (e.g. cachedattn::stacks::paper): tiers and every policy,
@@ -491,36 +460,21 @@ private:
     }
 
     /// Starts loading the next job's KV into the device tier while this job runs (paper §3.2:
-    /// loading for the next job begins before the previous one finishes). Only a clean,
-    /// reusable hit from a lower tier that fits without touching `keep` is pre-loaded.
+    /// loading for the next job begins before the previous one finishes), as planned by
+    /// plan_preload (turn_plan.hpp).
     void preload_next(const job* next, std::span<const session_id> keep, const queue_view& queue) {
-        if (!next || cfg_.preload_buffer_layers < 0 || !cfg_.preload_next_job) return;
+        if (!next || cfg_.preload_buffer_layers < 0 || !cfg_.preload_next_job || loader_.has_pending(next->session)) return;
         const session_id s = next->session;
-        const auto where = h_.locate(s);
-        if (!where || *where == 0 || loader_.has_pending(s) || std::find(keep.begin(), keep.end(), s) != keep.end())
-            return;
-        const auto& hist = history(s);
-        std::size_t drop = 0;
-        const auto hist_len = static_cast<std::int64_t>(hist.size());
-        const std::int64_t needed = static_cast<std::int64_t>(next->input.size()) + next->max_new_tokens;
-        if (hist_len + needed > b_.context_window()) {
-            // It will truncate: load only what its turn keeps (the same decision its turn makes).
-            const auto cut = h_.truncation().decide(hist_len, needed, b_.context_window());
-            if (!rules::trims_on_load(cut) || h_.meta(s).tokens.size() <= static_cast<std::size_t>(cut.drop_tokens))
-                return;
-            drop = static_cast<std::size_t>(cut.drop_tokens);
-        }
-        if (!rules::usable(h_.meta(s), hist)) return;
-        std::vector<session_id> pinned(keep.begin(), keep.end());
-        pinned.push_back(s);
-        const std::size_t need = h_.staged_charge(s, drop);
-        if (need > h_.device().capacity_bytes() || !h_.plan_room(0, need, pinned, queue)) return;
+        const auto drop = plan_preload(h_, s, history(s), static_cast<std::int64_t>(next->input.size()) + next->max_new_tokens,
+                                       b_.context_window(), keep, queue);
+        if (!drop) return;
+        const std::size_t from = *h_.locate(s);
         if constexpr (simulated) sim_.charge_ssd_background();
-        auto staged = h_.promote_staged(s, keep, queue, drop);
+        auto staged = h_.promote_staged(s, keep, queue, *drop);
         if (!staged) return;  // damaged: its turn will see a miss
-        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, *where, 0, drop};
+        layer_load l{nullptr, std::make_shared<kv_entry>(std::move(*staged)), nullptr, from, 0, *drop};
         // Simulated: the link copy can start once any SSD read (here, as the real engine does) is done.
-        if constexpr (simulated) l.started_at = sim_.host_ready(s, *where, now());
+        if constexpr (simulated) l.started_at = sim_.host_ready(s, from, now());
         else loader_.start(s, l);
         loader_.add_pending(s, std::move(l));
     }
@@ -534,18 +488,7 @@ private:
     static double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
     void validate(std::span<const token_id> input, int max_new_tokens) const {
-        if (input.empty()) throw input_error("engine::run_turn: a turn needs at least one input token");
-        if (max_new_tokens < 1)
-            throw input_error("engine::run_turn: max_new_tokens must be >= 1, got " + std::to_string(max_new_tokens));
-        for (token_id t : input)
-            if (t < 0 || t >= b_.vocab())
-                throw input_error("engine::run_turn: token id " + std::to_string(t) +
-                                  " is outside the vocabulary [0, " + std::to_string(b_.vocab()) + ")");
-        const auto needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
-        if (needed > b_.context_window())
-            throw input_error("engine::run_turn: the turn needs " + std::to_string(needed) +
-                              " tokens (input + max_new_tokens) but the context window is " +
-                              std::to_string(b_.context_window()));
+        validate_turn(input, max_new_tokens, b_.vocab(), b_.context_window());
     }
 
     token_id argmax() const {

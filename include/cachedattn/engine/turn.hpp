@@ -4,7 +4,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <string>
 #include <vector>
+
+#include "cachedattn/core/error.hpp"
 
 #include "cachedattn/core/session.hpp"
 
@@ -38,5 +42,21 @@ struct turn_result {
     turn_metrics metrics;
     std::vector<float> first_logits;  ///< logits that chose the first token (if recorded)
 };
+
+/// Throws input_error unless a turn of `input` plus `max_new_tokens` fits a model with this
+/// vocabulary and context window.
+inline void validate_turn(std::span<const token_id> input, int max_new_tokens, int vocab, std::int64_t window) {
+    if (input.empty()) throw input_error("engine::run_turn: a turn needs at least one input token");
+    if (max_new_tokens < 1)
+        throw input_error("engine::run_turn: max_new_tokens must be >= 1, got " + std::to_string(max_new_tokens));
+    for (token_id t : input)
+        if (t < 0 || t >= vocab)
+            throw input_error("engine::run_turn: token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                              std::to_string(vocab) + ")");
+    const auto needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
+    if (needed > window)
+        throw input_error("engine::run_turn: the turn needs " + std::to_string(needed) +
+                          " tokens (input + max_new_tokens) but the context window is " + std::to_string(window));
+}
 
 }  // namespace cachedattn

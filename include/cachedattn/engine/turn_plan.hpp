@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
+
+#include "cachedattn/core/queue_view.hpp"
 
 #include "cachedattn/core/kv_entry.hpp"
 #include "cachedattn/truncation/concept.hpp"
@@ -87,6 +90,33 @@ turn_plan plan_turn(const Hierarchy& h, session_id s, const std::vector<token_id
         p.kv = turn_plan::source::whole;
     }
     return p;
+}
+
+/// Whether to start loading the next job's KV (session `s`) while the current job runs, and how
+/// many of its oldest tokens to cut first (the cut its own turn will make). Only a clean,
+/// reusable hit from a lower tier that fits in the device tier without touching `keep` is
+/// pre-loaded. nullopt: do not pre-load.
+template <class Hierarchy>
+std::optional<std::size_t> plan_preload(const Hierarchy& h, session_id s, const std::vector<token_id>& hist,
+                                        std::int64_t needed, std::int64_t window, std::span<const session_id> keep,
+                                        const queue_view& queue) {
+    using rules = reuse_rules<typename Hierarchy::posenc_type>;
+    const auto where = h.locate(s);
+    if (!where || *where == 0 || std::find(keep.begin(), keep.end(), s) != keep.end()) return std::nullopt;
+    std::size_t drop = 0;
+    const auto hist_len = static_cast<std::int64_t>(hist.size());
+    if (hist_len + needed > window) {
+        const auto cut = h.truncation().decide(hist_len, needed, window);
+        if (!rules::trims_on_load(cut) || h.meta(s).tokens.size() <= static_cast<std::size_t>(cut.drop_tokens))
+            return std::nullopt;
+        drop = static_cast<std::size_t>(cut.drop_tokens);
+    }
+    if (!rules::usable(h.meta(s), hist)) return std::nullopt;
+    std::vector<session_id> pinned(keep.begin(), keep.end());
+    pinned.push_back(s);
+    const std::size_t need = h.staged_charge(s, drop);
+    if (need > h.device().capacity_bytes() || !h.plan_room(0, need, pinned, queue)) return std::nullopt;
+    return drop;
 }
 
 }  // namespace cachedattn

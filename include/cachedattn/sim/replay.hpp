@@ -121,14 +121,16 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
             const auto& conv = t.conversations[a.conv];
             const auto& turn = conv.turns[a.turn];
             // A turn longer than the window is clipped (the engine rejects it otherwise).
-            std::int64_t in = turn.input_tokens, out = turn.output_tokens;
+            std::vector<token_id> ids = workload::input_ids(conv, a.turn, b.vocab());
+            std::int64_t in = static_cast<std::int64_t>(ids.size()), out = turn.output_tokens;
             if (in + out > window) {
                 ++r.clipped_turns;
                 in = std::min<std::int64_t>(in, window / 2);
                 out = std::max<std::int64_t>(1, std::min<std::int64_t>(out, window - in));
+                ids.resize(static_cast<std::size_t>(in));
             }
-            eng.submit({conv.session, std::vector<token_id>(static_cast<std::size_t>(std::max<std::int64_t>(in, 1)), 0),
-                        static_cast<int>(out)});
+            if (ids.empty()) ids.push_back(0);  // a turn needs one input token
+            eng.submit({conv.session, std::move(ids), static_cast<int>(out)});
             flight[conv.session] = {a.conv, a.turn, a.at, 0, {}};
             if (opt.oracle) opt.oracle->set(conv.session, a.at);
         }

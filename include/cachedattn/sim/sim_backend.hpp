@@ -79,8 +79,9 @@ public:
     // ---- model_backend
     model_geometry geometry() const { return cost_.model().geometry(); }
     std::uint64_t weights_id() const noexcept { return 0x5157'0000'0000'0000ull ^ opt_.seed; }
-    /// No token content: every token is id 0, so every generated token is too.
-    int vocab() const noexcept { return 1; }
+    /// The model's vocabulary: any token id the real backends take is valid here. Token content
+    /// is not modelled: every generated token is id 0.
+    int vocab() const noexcept { return cost_.model().vocab; }
     std::int64_t context_window() const noexcept { return cost_.model().context_window; }
     const rope_table& rope() const noexcept { return rope_; }
     /// A prefill alone (the concept's entry point): the clock moves to its end.

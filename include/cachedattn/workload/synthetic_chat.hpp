@@ -6,19 +6,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cachedattn/core/error.hpp"
 #include "cachedattn/core/session.hpp"
+#include "cachedattn/workload/trace.hpp"
 
 namespace cachedattn::workload {
-
-struct chat_turn {
-    session_id session;
-    int turn = 0;                  ///< 0-based turn number within the session
-    std::vector<token_id> input;   ///< the user's new tokens
-    int max_new_tokens = 0;
-};
 
 struct synthetic_chat_config {
     int sessions = 20;
@@ -29,8 +24,10 @@ struct synthetic_chat_config {
     std::uint64_t seed = 42;
 };
 
-/// Turns in arrival order. Each session's turns keep their order; sessions interleave at random.
-inline std::vector<chat_turn> synthetic_chat(const synthetic_chat_config& c) {
+/// A trace whose turns carry token ids and arrive one per second in a random interleaving:
+/// each session's turns keep their order; sessions interleave at random. Run it with
+/// engine/run_trace.hpp (or `in_arrival_order`) on a real backend, or sim::replay.
+inline trace synthetic_chat(const synthetic_chat_config& c) {
     if (c.sessions <= 0 || c.turns <= 0) throw config_error("synthetic_chat: sessions and turns must be > 0");
     if (c.min_input < 1 || c.max_input < c.min_input || c.min_output < 1 || c.max_output < c.min_output)
         throw config_error("synthetic_chat: need 1 <= min <= max for input and output lengths");
@@ -42,17 +39,18 @@ inline std::vector<chat_turn> synthetic_chat(const synthetic_chat_config& c) {
     for (int t = 0; t < c.turns; ++t)
         for (int s = 0; s < c.sessions; ++s) order.push_back(static_cast<std::uint64_t>(s));
     std::shuffle(order.begin(), order.end(), rng);
-    std::vector<int> next_turn(static_cast<std::size_t>(c.sessions), 0);
-    std::vector<chat_turn> out;
-    out.reserve(order.size());
-    for (std::uint64_t s : order) {
-        chat_turn t;
-        t.session = session_id{s + 1};
-        t.turn = next_turn[s]++;
+    trace out;
+    out.source = "synthetic_chat(seed " + std::to_string(c.seed) + ")";
+    out.conversations.resize(static_cast<std::size_t>(c.sessions));
+    for (std::size_t s = 0; s < out.conversations.size(); ++s) out.conversations[s].session = session_id{s + 1};
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        trace_turn t;
         t.input.resize(static_cast<std::size_t>(uniform(c.min_input, c.max_input)));
         for (auto& tok : t.input) tok = uniform(0, c.vocab - 1);
-        t.max_new_tokens = uniform(c.min_output, c.max_output);
-        out.push_back(std::move(t));
+        t.input_tokens = static_cast<std::int32_t>(t.input.size());
+        t.output_tokens = uniform(c.min_output, c.max_output);
+        t.at_s = static_cast<double>(i);
+        out.conversations[order[i]].turns.push_back(std::move(t));
     }
     return out;
 }

@@ -14,6 +14,7 @@
 #include "cachedattn/engine/turn.hpp"
 #include "cachedattn/hierarchy/saved_copies.hpp"
 #include "cachedattn/io/copy_stream.hpp"
+#include "cachedattn/saving/concept.hpp"
 
 namespace cachedattn::saving {
 
