@@ -1,7 +1,17 @@
-# Install headers, the io library and a package config so that
-# find_package(cachedattn CONFIG) + target_link_libraries(app cachedattn::cachedattn) works.
+# Install headers (the conformance suite in cachedattn/testing/ included), the io library, the
+# CUDA library when built, and a package config so that find_package(cachedattn CONFIG) +
+# target_link_libraries(app cachedattn::cachedattn [cachedattn::cuda]) works.
 include(CMakePackageConfigHelpers)
-install(TARGETS cachedattn cachedattn_io EXPORT cachedattnTargets
+# The CUDA library too when it is built. Exported targets name no absolute path: system
+# libraries by name, the prefix relative to the config file (tests/package moves the prefix).
+set(_cachedattn_install_targets cachedattn cachedattn_io)
+if(TARGET cachedattn_cuda)
+  list(APPEND _cachedattn_install_targets cachedattn_cuda)
+  set(CACHEDATTN_WITH_CUDA ON)
+else()
+  set(CACHEDATTN_WITH_CUDA OFF)
+endif()
+install(TARGETS ${_cachedattn_install_targets} EXPORT cachedattnTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

@@ -1,14 +1,32 @@
-# Installs the build tree into a scratch prefix, then configures, builds and runs a consumer
-# that uses find_package(cachedattn CONFIG). The consumer gets the same compiler flags (a
-# sanitizer build's library needs the sanitizer runtime at link time).
+# Installs the build tree into a scratch prefix, MOVES the prefix (an installed tree must not
+# depend on where it was installed), checks the exported targets name no absolute path, then
+# configures, builds and runs a consumer that uses find_package(cachedattn CONFIG): a policy of
+# its own checked with the installed conformance suite, on the cpu and sim backends. The
+# consumer gets the same compiler flags (a sanitizer build's library needs its runtime to link).
 file(REMOVE_RECURSE ${WORK_DIR})
-execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/installed
                 RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "install failed: ${rc}")
 endif()
+file(MAKE_DIRECTORY ${WORK_DIR}/moved)
+file(RENAME ${WORK_DIR}/installed ${WORK_DIR}/moved/prefix)
+set(prefix ${WORK_DIR}/moved/prefix)
+file(GLOB_RECURSE exported ${prefix}/*Targets*.cmake)
+if(NOT exported)
+  message(FATAL_ERROR "no exported targets under ${prefix}")
+endif()
+foreach(f IN LISTS exported)
+  file(READ ${f} text)
+  if(text MATCHES "(/usr/|/opt/|${WORK_DIR})")
+    message(FATAL_ERROR "${f} names an absolute path (${CMAKE_MATCH_1}): the installed tree is not relocatable")
+  endif()
+endforeach()
+if(NOT EXISTS ${prefix}/include/cachedattn/testing/eviction_conformance.hpp)
+  message(FATAL_ERROR "the conformance suite was not installed")
+endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${WORK_DIR}/build -G ${GENERATOR}
-                        -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
+                        -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix}
                         -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
                 RESULT_VARIABLE rc)
 if(rc)
@@ -22,4 +40,11 @@ execute_process(COMMAND ${WORK_DIR}/build/consumer ${WORK_DIR}/cache RESULT_VARI
 message(STATUS "${out}")
 if(rc OR NOT out MATCHES "consumer ok")
   message(FATAL_ERROR "consumer run failed: ${rc}")
+endif()
+if(EXISTS ${BUILD_DIR}/kernels/libcachedattn_cuda.a AND NOT EXISTS ${WORK_DIR}/build/consumer_cuda)
+  message(FATAL_ERROR "the CUDA library was built but the consumer could not link cachedattn::cuda")
+endif()
+if(EXISTS ${WORK_DIR}/build/consumer_cuda)
+  execute_process(COMMAND ${WORK_DIR}/build/consumer_cuda RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${out}${err}")
 endif()
