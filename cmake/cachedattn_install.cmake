@@ -4,7 +4,7 @@
 include(CMakePackageConfigHelpers)
 # The CUDA library too when it is built. Exported targets name no absolute path: system
 # libraries by name, the prefix relative to the config file (tests/package moves the prefix).
-set(_cachedattn_install_targets cachedattn cachedattn_io)
+set(_cachedattn_install_targets cachedattn cachedattn_stacks cachedattn_io)
 if(TARGET cachedattn_cuda)
   list(APPEND _cachedattn_install_targets cachedattn_cuda)
   set(CACHEDATTN_WITH_CUDA ON)

@@ -1,6 +1,6 @@
 // The smallest complete program: compose the paper's stack, run three turns of one chat, and
 // watch the second and third turns reuse the first turn's KV instead of recomputing it.
-#include <cachedattn/cachedattn.hpp>
+#include <cachedattn/common_stacks.hpp>  // the common stacks, compiled once in the library
 #include <fmt/format.h>
 
 namespace ca = cachedattn;

@@ -87,7 +87,8 @@ ca::sim::replay_result run(const spec& s, const model_setup& m, const ca::sim::g
     std::get<1>(c.tiers).capacity_bytes = bytes(s.dram_gb);
     std::get<2>(c.tiers).capacity_bytes = bytes(s.ssd_tb * 1e3);
     ca::next_use_table future;  // Belady's oracle: the replay knows every session's next arrival
-    if constexpr (std::is_same_v<Evict, ca::eviction::belady>) c.eviction.oracle = &future;
+    if constexpr (std::is_same_v<Evict, ca::eviction::belady> || std::is_same_v<Evict, ca::eviction::belady_size>)
+        c.eviction.oracle = &future;
     H h(c, b.geometry(), b.weights_id());
     ca::engine<H, ca::sim::sim_backend> eng(h, b, {.retain_across_turns = s.retain,
                                                     .preload_buffer_layers = s.buffer,
@@ -105,6 +106,8 @@ ca::sim::replay_result dispatch(const spec& s, const model_setup& m, const ca::s
     if (s.policy == "arc") return run<ev::arc, pf::none>(s, m, p, batch, t, warmup);
     if (s.policy == "lfu") return run<ev::lfu, pf::none>(s, m, p, batch, t, warmup);
     if (s.policy == "belady") return run<ev::belady, pf::none>(s, m, p, batch, t, warmup);
+    if (s.policy == "gdsf") return run<ev::gdsf, pf::none>(s, m, p, batch, t, warmup);
+    if (s.policy == "belady_size") return run<ev::belady_size, pf::none>(s, m, p, batch, t, warmup);
     throw ca::config_error("unknown policy " + s.policy);
 }
 
@@ -176,7 +179,7 @@ int main(int argc, char** argv) try {
     }
     const std::string m13 = models[0].shape.name;
     const double h13 = hbm * models[0].gpus;
-    const std::vector<std::string> policies{"cachedattn", "lru", "fifo", "arc", "belady"};
+    const std::vector<std::string> policies{"cachedattn", "lru", "fifo", "arc", "gdsf", "belady", "belady_size"};
     const std::vector<double> drams = o.quick ? std::vector<double>{32, 128} : std::vector<double>{16, 32, 64, 128, 256};
     const std::vector<double> ssds = o.quick ? std::vector<double>{0.5, 10} : std::vector<double>{0.5, 1, 2.5, 5, 10};
     for (const auto& p : policies) {
@@ -264,7 +267,9 @@ int main(int argc, char** argv) try {
                            {"decode_batch", o.batch},
                            {"policies", {"cachedattn = scheduler_aware eviction + scheduler_aware prefetch + decoupled RoPE + drop_oldest + async_save",
                                          "lru/fifo/arc = that eviction, no prefetch",
+                                         "gdsf = Greedy-Dual-Size-Frequency (unit cost), no prefetch",
                                          "belady = MIN with the replay's next-arrival oracle, no prefetch",
+                                         "belady_size = MIN weighted by bytes (next use x size), same oracle, no prefetch",
                                          "recompute = RE (nothing kept)"}},
                            {"git_revision", git_revision()}};
     std::ofstream(fs::path(o.out) / "results.json") << nlohmann::json{{"metadata", meta}, {"runs", runs}}.dump(2) << "\n";

@@ -52,3 +52,4 @@
 #include "cachedattn/truncation/drop_oldest.hpp"
 #include "cachedattn/truncation/recompute.hpp"
 #include "cachedattn/workload/synthetic_chat.hpp"
+#include "cachedattn/common_stacks.hpp"

@@ -1,6 +1,9 @@
 // Layer-wise pre-loading's ordering: no layer computes before its KV is resident, and the
 // loader never runs more than 1 + read_buffer layers ahead of compute.
 #include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
 #include <thread>
 
 #include "../support.hpp"
@@ -36,20 +39,36 @@ TEST_CASE("layer_pipeline: compute waits for loads; loads wait for buffer room")
     }
 }
 
-TEST_CASE("layer_pipeline: abort releases a loader waiting for room") {
-    layer_pipeline pipe(8, 0);
-    std::atomic<int> done{0};
-    std::thread loader([&] {
+TEST_CASE("layer_pipeline: abort releases a loader waiting for room, within a time limit") {
+    // Shared with the loader: if abort() were broken the thread would outlive this test.
+    struct state {
+        layer_pipeline pipe{8, 0};
+        std::atomic<int> done{0};
+        std::atomic<bool> refused{false};
+    };
+    auto st = std::make_shared<state>();
+    std::promise<void> finished;
+    auto fut = finished.get_future();
+    std::thread loader([st, p = std::move(finished)]() mutable {
         for (int l = 0; l < 8; ++l) {
-            if (!pipe.wait_for_slot(l)) break;
-            pipe.loaded(l);
-            ++done;
+            if (!st->pipe.wait_for_slot(l)) {
+                st->refused = true;
+                break;
+            }
+            st->pipe.loaded(l);
+            ++st->done;
         }
+        p.set_value();
     });
-    pipe.begin_layer(0);
-    pipe.abort();  // compute failed after layer 0
+    st->pipe.begin_layer(0);
+    st->pipe.abort();  // compute failed after layer 0
+    if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        loader.detach();
+        FAIL("abort() did not release the loader within 10 s");
+    }
     loader.join();
-    CHECK(done.load() < 8);
+    CHECK(st->refused.load());     // released by the abort, not by running out of layers
+    CHECK(st->done.load() <= 2);   // never more than 1 + read_buffer layers ahead of compute
 }
 
 TEST_CASE("layer-wise pre-loading gives the same logits as loading everything first, any buffer") {

@@ -1,0 +1,10 @@
+// stacks::paper and stacks::sim::paper with their engines, compiled once (cachedattn/common_stacks.hpp).
+#define CACHEDATTN_NO_EXTERN_STACKS
+#include "cachedattn/common_stacks.hpp"
+
+namespace cachedattn {
+template class kv_hierarchy<stacks::three_tiers, eviction::scheduler_aware, prefetch::scheduler_aware, truncation::drop_oldest, posenc::decoupled_rope, saving::async_save>;
+template class engine<stacks::paper, backend::cpu_backend>;
+template class kv_hierarchy<stacks::sim::three_tiers, eviction::scheduler_aware, prefetch::scheduler_aware, truncation::drop_oldest, posenc::decoupled_rope, saving::async_save>;
+template class engine<stacks::sim::paper, sim::sim_backend>;
+}  // namespace cachedattn
