@@ -206,14 +206,17 @@ TEST_CASE("truncation, decoupled RoPE, several layers: the kept KV is reused at 
     auto text = run.kept_history;
     text.insert(text.end(), run.input.begin(), run.input.end());
     const double approx = test::rel_error(run.result.first_logits, test::reference_logits(b, text));
-    // "Near": much closer to the recompute than the logits of a different text of the same
-    // length are (what a wrong cache would give).
-    auto other = test::random_tokens(rng, text.size() - run.input.size(), b.vocab());
-    other.insert(other.end(), run.input.begin(), run.input.end());
-    const double unrelated = test::rel_error(test::reference_logits(b, other), test::reference_logits(b, text));
+    // "Near": nearer the recompute than the logits of any of five other texts of the same length
+    // ending in the same input (what a wrong cache would give: about 1 with random weights).
+    double unrelated = 1e30;
+    for (int k = 0; k < 5; ++k) {
+        auto other = test::random_tokens(rng, text.size() - run.input.size(), b.vocab());
+        other.insert(other.end(), run.input.begin(), run.input.end());
+        unrelated = std::min(unrelated, test::rel_error(test::reference_logits(b, other), test::reference_logits(b, text)));
+    }
     MESSAGE("decoupled truncated reuse vs recompute, 3 layers: relative logit error " << approx
-                                                                                        << " (another text: " << unrelated << ")");
-    CHECK(approx < 0.5 * unrelated);
+                                                                                        << " (nearest other text: " << unrelated << ")");
+    CHECK(approx < unrelated);
 }
 
 TEST_CASE("truncation, coupled RoPE: the stale cache is detected and the kept text recomputed") {
