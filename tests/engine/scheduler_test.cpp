@@ -1,6 +1,8 @@
 // The job queue and scheduler: FCFS batches, look-ahead eviction and prefetch seen end to end.
 #include "../support.hpp"
 
+#include <set>
+
 using namespace cachedattn;
 
 namespace {
@@ -145,4 +147,86 @@ TEST_CASE("expiry: scheduler-aware TTL drops sessions idle longer than the TTL")
     CHECK(h.expire() == 1);
     CHECK_FALSE(h.locate(session_id{1}).has_value());
     CHECK(h.stats().expired == 1);
+}
+
+TEST_CASE("job_order::take: removing a job from the middle keeps every distance right") {
+    job_order o;
+    for (std::uint64_t s : {1, 2, 3, 2, 4}) o.push(session_id{s});
+    CHECK(o.take(2) == session_id{3});
+    CHECK(o.size() == 4);
+    CHECK(o.distance(session_id{1}) == 0u);
+    CHECK(o.distance(session_id{2}) == 1u);
+    CHECK_FALSE(o.distance(session_id{3}).has_value());
+    CHECK(o.distance(session_id{4}) == 3u);
+    CHECK(o.pop() == session_id{1});
+    CHECK(o.distance(session_id{2}) == 0u);
+    CHECK(o.take(1) == session_id{2});  // session 2's second job
+    CHECK(o.distance(session_id{2}) == 0u);
+    CHECK(o.distance(session_id{4}) == 1u);
+    CHECK_THROWS_AS(o.take(5), error);
+}
+
+TEST_CASE("I/O-aware scheduling: a ready job runs before one waiting on a read, bounded, sessions in order") {
+    std::set<std::uint64_t> on_ssd{1, 3};
+    const auto ready = [&](session_id s) { return !on_ssd.contains(s.value); };
+    const auto ids = [](const std::vector<job_queue::entry>& b) {
+        std::vector<std::uint64_t> v;
+        for (const auto& e : b) v.push_back(e.work.session.value);
+        return v;
+    };
+    SUBCASE("FCFS without a window") {
+        job_queue q;
+        for (std::uint64_t s : {1, 2}) q.push({session_id{s}, {1}, 1});
+        CHECK(ids(q.take_batch(1, {}, ready)) == std::vector<std::uint64_t>{1});
+        CHECK(q.reordered() == 0);
+    }
+    SUBCASE("the first ready job of the window goes first; the head is passed over at most max_passes times") {
+        job_queue q;
+        for (std::uint64_t s : {1, 3, 2, 4, 5, 6}) q.push({session_id{s}, {1}, 1});
+        const job_queue::reorder r{.window = 4, .max_passes = 2};
+        CHECK(ids(q.take_batch(1, r, ready)) == std::vector<std::uint64_t>{2});  // 1 and 3 wait on reads
+        CHECK(ids(q.take_batch(1, r, ready)) == std::vector<std::uint64_t>{4});  // 1 passed twice now
+        CHECK(ids(q.take_batch(1, r, ready)) == std::vector<std::uint64_t>{1});  // no more: it runs
+        CHECK(ids(q.take_batch(1, r, ready)) == std::vector<std::uint64_t>{3});  // passed twice too
+        CHECK(ids(q.take_batch(1, r, ready)) == std::vector<std::uint64_t>{5});
+        CHECK(q.reordered() == 2);
+    }
+    SUBCASE("a session's later job never overtakes its earlier one") {
+        job_queue q;
+        q.push({session_id{1}, {1}, 1});  // on SSD
+        q.push({session_id{1}, {2}, 1});  // the same session's next turn
+        q.push({session_id{2}, {1}, 1});
+        const auto b = q.take_batch(1, {.window = 3, .max_passes = 4}, ready);
+        CHECK(ids(b) == std::vector<std::uint64_t>{2});
+        const auto next = q.take_batch(1, {.window = 3, .max_passes = 4}, ready);
+        REQUIRE(ids(next) == std::vector<std::uint64_t>{1});
+        CHECK(next[0].work.input == std::vector<token_id>{1});
+    }
+}
+
+TEST_CASE("I/O-aware scheduling on the simulator: jobs are reordered, every turn is served") {
+    const auto cfg = model::model_config::tiny();
+    auto run = [&](std::size_t window) {
+        sim::sim_backend sb(cfg, sim::gpu_profile::a100_pcie4(1), {.decode_batch = 2});
+        stacks::sim::lru::config c;
+        const std::size_t block = sb.geometry().block_bytes();
+        c.device().capacity_bytes = 16 * block;  // a few sessions: most wait on the SSD
+        c.host().capacity_bytes = 48 * block;
+        c.ssd().capacity_bytes = 4096 * block;
+        stacks::sim::lru h(c, sb.geometry(), sb.weights_id());
+        engine eng(h, sb, {.io_aware_window = window});
+        auto t = workload::synthetic_chat({.sessions = 30, .turns = 4, .vocab = cfg.vocab, .seed = 3});
+        for (auto& c : t.conversations)  // all at once: a queue builds up
+            for (auto& turn : c.turns) turn.at_s *= 1e-9;
+        const auto r = sim::replay(t, eng);
+        return std::pair{r, eng.reordered_jobs()};
+    };
+    const auto [fcfs, none] = run(0);
+    const auto [aware, reordered] = run(8);
+    CHECK(none == 0);
+    CHECK(reordered > 0);
+    CHECK(aware.turns == fcfs.turns);
+    CHECK(aware.measured.turns() == 120);
+    MESSAGE("FCFS mean TTFT " << fcfs.measured.mean_ttft() << " s, I/O-aware " << aware.measured.mean_ttft() << " s, "
+                              << reordered << " jobs reordered");
 }

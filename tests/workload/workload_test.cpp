@@ -228,8 +228,9 @@ TEST_CASE("one workload type: the same trace runs on the cpu backend in arrival 
     // A trace given as counts gets the same ids on every backend and run.
     trace counts;
     counts.conversations.push_back({session_id{9}, {trace_turn{5, 3, 0, 0, {}}}});
-    CHECK(input_ids(counts.conversations[0], 0, cfg.vocab) == input_ids(counts.conversations[0], 0, cfg.vocab));
-    CHECK(input_ids(counts.conversations[0], 0, cfg.vocab).size() == 5);
-    CHECK(std::any_of(input_ids(counts.conversations[0], 0, cfg.vocab).begin(),
-                      input_ids(counts.conversations[0], 0, cfg.vocab).end(), [](token_id x) { return x != 0; }));
+    const auto drawn = input_ids(counts.conversations[0], 0, cfg.vocab);
+    CHECK(drawn == input_ids(counts.conversations[0], 0, cfg.vocab));
+    CHECK(drawn.size() == 5);
+    CHECK(std::any_of(drawn.begin(), drawn.end(), [](token_id x) { return x != 0; }));
+    CHECK(std::all_of(drawn.begin(), drawn.end(), [&](token_id x) { return x >= 0 && x < cfg.vocab; }));
 }

@@ -32,6 +32,18 @@ public:
         ++head_seq_;
         return s;
     }
+    /// Removes the job `distance` jobs from the head (0: pop). The jobs behind it move one
+    /// closer. O(queue) unless it is the head.
+    session_id take(std::size_t distance) {
+        if (distance == 0) return pop();
+        if (distance >= order_.size()) throw error("job_order::take past the end of the queue");
+        const session_id s = order_[distance];
+        order_.erase(order_.begin() + static_cast<std::ptrdiff_t>(distance));
+        seqs_.clear();
+        for (std::size_t i = 0; i < order_.size(); ++i) seqs_[order_[i]].push_back(head_seq_ + i);
+        next_seq_ = head_seq_ + order_.size();
+        return s;
+    }
     std::size_t size() const noexcept { return order_.size(); }
     bool empty() const noexcept { return order_.empty(); }
     session_id at(std::size_t distance) const { return order_.at(distance); }

@@ -111,6 +111,8 @@ public:
     std::size_t queued() const noexcept { return queue_.size(); }
     /// What the policies see of the queue.
     queue_view queue() const noexcept { return queue_.view(); }
+    /// Jobs the I/O-aware scheduler (engine_config::io_aware_window) ran ahead of an earlier one.
+    std::size_t reordered_jobs() const noexcept { return queue_.reordered(); }
 
     /// One scheduling iteration: retire expired sessions, take up to `batch_size` jobs from
     /// the head of the queue (a session at most once per batch: its next turn needs this one's
@@ -124,7 +126,8 @@ public:
         if constexpr (simulated) b_.wait_for_slot();
         h_.set_time(now());
         h_.expire(queue());
-        auto batch = queue_.take_batch(cfg_.batch_size);
+        auto batch = queue_.take_batch(cfg_.batch_size, {cfg_.io_aware_window, cfg_.io_aware_max_passes},
+                                       [&](session_id s) { return kv_ready(s); });
         const queue_view view = queue();
         // The batch has left the queue but runs now: the prefetcher must not move it down.
         std::vector<session_id> running;
@@ -479,6 +482,16 @@ private:
         loader_.add_pending(s, std::move(l));
     }
 
+    /// Whether a job of `s` could start without waiting for a read from below DRAM: nothing
+    /// stored (a miss computes at once), or stored in device memory or DRAM and, on simulated
+    /// time, not still being fetched there by the prefetcher.
+    bool kv_ready(session_id s) const {
+        const auto t = h_.locate(s);
+        if (!t) return true;
+        if constexpr (simulated)
+            if (*t == 1 && sim_.fetching(s, now())) return false;
+        return *t <= 1;
+    }
     /// Bytes of KV an entry stands for (accounting-only entries carry none).
     std::size_t kv_bytes_of(const kv_entry& e) const {
         if constexpr (simulated) return sim_.kv_bytes_of(e.meta);

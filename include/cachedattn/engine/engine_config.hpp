@@ -29,6 +29,12 @@ struct engine_config {
     /// With pre-loading on, also start loading the next queued job's KV (its first 1 + k
     /// layers) while the current job runs, so that its first layers do not wait either.
     bool preload_next_job = true;
+    /// I/O-aware scheduling (beyond the paper; 0 = FCFS, the paper's): when the job at the head
+    /// of the queue must read its KV from below DRAM, run the first job among the next
+    /// `io_aware_window` whose KV is in device memory or DRAM (or who has none stored) first.
+    /// A job is passed over at most `io_aware_max_passes` times; a session's jobs keep their order.
+    std::size_t io_aware_window = 0;
+    std::size_t io_aware_max_passes = 4;
 };
 
 namespace detail {

@@ -54,6 +54,11 @@ public:
         return t;
     }
     void forget(session_id s) { fetched_at_.erase(s); }
+    /// Whether the prefetcher's read of `s` is still in flight at `now`.
+    bool fetching(session_id s, double now) const {
+        const auto it = fetched_at_.find(s);
+        return it != fetched_at_.end() && it->second > now;
+    }
     /// Charges the read of the hit just taken from tier `from` (everything read since the last
     /// charge) no earlier than `not_before`, or waits for its prefetch. Returns when the KV is
     /// in host memory.

@@ -35,6 +35,7 @@ struct replay_options {
 struct replay_result {
     metrics::summary measured{3};
     std::size_t turns = 0;           ///< all turns run, warm-up included
+    std::size_t reordered_jobs = 0;  ///< jobs the I/O-aware scheduler ran ahead of an earlier one
     std::size_t clipped_turns = 0;   ///< turns shortened to fit the context window
     double simulated_s = 0;          ///< simulated time at the end
     double measured_from_s = 0;      ///< simulated time when the warm-up turns had completed
@@ -181,6 +182,7 @@ replay_result replay(const workload::trace& t, Engine& eng, const replay_options
         submit_arrived();
     }
     r.simulated_s = b.now();
+    r.reordered_jobs = eng.reordered_jobs();
     r.busy_s = b.busy_s() - busy_mark;
     r.prefill_busy_s = b.prefill_busy_s() - prefill_mark;
     r.ssd_read_s = b.ssd_read_busy_s() - ssd_r_mark;
