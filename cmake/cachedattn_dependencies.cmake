@@ -40,3 +40,18 @@ if(NOT nlohmann_json_FOUND)
   message(FATAL_ERROR "cachedattn: nlohmann-json not found (trace readers, profiles); run scripts/install-deps.sh "
                       "(Debian: nlohmann-json3-dev)")
 endif()
+
+# hiredis for tier::redis_tier (cachedattn::redis). On by default when pkg-config finds it;
+# asked for and missing is an error, so a build never silently lacks the tier it was told to have.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(CACHEDATTN_HIREDIS QUIET hiredis)
+endif()
+option(CACHEDATTN_WITH_REDIS "Build the Redis tier (cachedattn::redis, needs hiredis)" ${CACHEDATTN_HIREDIS_FOUND})
+if(CACHEDATTN_WITH_REDIS)
+  find_library(CACHEDATTN_HIREDIS_LIB hiredis HINTS ${CACHEDATTN_HIREDIS_LIBRARY_DIRS})
+  if(NOT CACHEDATTN_HIREDIS_FOUND OR NOT CACHEDATTN_HIREDIS_LIB)
+    message(FATAL_ERROR "cachedattn: CACHEDATTN_WITH_REDIS is ON but hiredis was not found (pkg-config hiredis); "
+                        "run scripts/install-deps.sh (Debian: libhiredis-dev) or configure with -DCACHEDATTN_WITH_REDIS=OFF")
+  endif()
+endif()

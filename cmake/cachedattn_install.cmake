@@ -1,6 +1,6 @@
 # Install headers (the conformance suite in cachedattn/testing/ included), the io library, the
-# CUDA library when built, and a package config so that find_package(cachedattn CONFIG) +
-# target_link_libraries(app cachedattn::cachedattn [cachedattn::cuda]) works.
+# CUDA and Redis libraries when built, and a package config so that find_package(cachedattn CONFIG) +
+# target_link_libraries(app cachedattn::cachedattn [cachedattn::cuda] [cachedattn::redis]) works.
 include(CMakePackageConfigHelpers)
 # The CUDA library too when it is built. Exported targets name no absolute path: system
 # libraries by name, the prefix relative to the config file (tests/package moves the prefix).
@@ -10,6 +10,9 @@ if(TARGET cachedattn_cuda)
   set(CACHEDATTN_WITH_CUDA ON)
 else()
   set(CACHEDATTN_WITH_CUDA OFF)
+endif()
+if(TARGET cachedattn_redis)
+  list(APPEND _cachedattn_install_targets cachedattn_redis)
 endif()
 install(TARGETS ${_cachedattn_install_targets} EXPORT cachedattnTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

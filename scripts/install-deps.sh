@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config
           libboost1.81-dev liburing-dev libxxhash-dev libfmt-dev doctest-dev
-          nlohmann-json3-dev libcli11-dev libbenchmark-dev gnuplot-nox)
+          nlohmann-json3-dev libcli11-dev libbenchmark-dev gnuplot-nox
+          libhiredis-dev redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cachedattn/core/error.hpp"
+#include "cachedattn/core/float16.hpp"
 #include "cachedattn/cuda/kernels.hpp"
 #include "cachedattn/cuda/runtime.hpp"
 
@@ -29,7 +30,21 @@ cudaDataType_t cuda_type(dtype t) {
 
 struct layer {
     device_buffer attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+    device_buffer bq, bk, bv;  // q/k/v biases in the model's dtype; empty: none
 };
+
+/// `v` rounded to `t` and copied into a new device buffer (synchronous: `v` may go away).
+device_buffer upload(const std::vector<float>& v, dtype t) {
+    device_buffer b(v.size() * size_of(t));
+    if (t == dtype::f32) {
+        check(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice), "weight upload");
+        return b;
+    }
+    std::vector<std::uint16_t> h(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) h[i] = t == dtype::f16 ? float_to_f16(v[i]) : float_to_bf16(v[i]);
+    check(cudaMemcpy(b.get(), h.data(), h.size() * sizeof(std::uint16_t), cudaMemcpyHostToDevice), "weight upload");
+    return b;
+}
 
 }  // namespace
 
@@ -40,6 +55,7 @@ struct transformer::impl {
     cuda::stream compute;
     cublasHandle_t blas = nullptr;
     device_buffer embedding, final_norm, output, rope_cos, rope_sin;
+    device_buffer ones;  // [context_window] ones in the model's dtype: biases go in as a rank-1 GEMM
     std::vector<layer> layers;
     // Scratch, grown to the largest call.
     device_buffer x, xn, q, k, v, att, gate, up, tokens, table, seq, logits, work;
@@ -51,6 +67,18 @@ struct transformer::impl {
     }
 
     std::size_t esize() const { return size_of(cfg.type); }
+
+    /// Checks the config and sets up everything but the weights.
+    void setup(model::model_config c, transformer_options o);
+    /// Uploads the RoPE table and allocates the per-call state, after the weights.
+    void finish();
+
+    /// Y[n][out] += bias[out] for every row: a GEMM of ones[n][1] and bias[out][1], so no
+    /// kernel of its own (one rounding more than the CPU's f32 add; within the f16 tolerance).
+    void add_bias(const device_buffer& bias, void* Y, std::int64_t n, int out) {
+        if (bias.size() == 0) return;
+        gemm(ones.get(), bias, Y, n, 1, out, false, true);
+    }
 
     /// Y[n][out] = X[n][in] . W[out][in]^T (+ Y when accumulate). Y is f32 when `y_f32`.
     void gemm(const void* X, const device_buffer& W, void* Y, std::int64_t n, int in, int out, bool y_f32,
@@ -64,8 +92,7 @@ struct transformer::impl {
     }
 };
 
-transformer::transformer(model::model_config c, std::uint64_t seed, transformer_options o)
-    : p_(std::make_unique<impl>()) {
+void transformer::impl::setup(model::model_config c, transformer_options o) {
     c.validate();
     if (c.type != dtype::f16 && c.type != dtype::bf16)
         throw config_error("cuda::transformer: model_config '" + c.name + "' has dtype " + to_string(c.type) +
@@ -73,16 +100,35 @@ transformer::transformer(model::model_config c, std::uint64_t seed, transformer_
     if (c.head_dim != 64 && c.head_dim != 128)
         throw config_error("cuda::transformer: head_dim must be 64 or 128, got " + std::to_string(c.head_dim));
     if (device_count() == 0) throw error("cuda::transformer: no CUDA device");
-    impl& m = *p_;
-    m.cfg = std::move(c);
-    m.opt = o;
-    const auto& cfg = m.cfg;
-    m.rope.build(cfg.head_dim, cfg.context_window, cfg.rope());
-    check_blas(cublasCreate(&m.blas), "cublasCreate");
-    check_blas(cublasSetStream(m.blas, m.compute.get()), "cublasSetStream");
+    cfg = std::move(c);
+    opt = o;
+    rope.build(cfg.head_dim, cfg.context_window, cfg.rope());
+    check_blas(cublasCreate(&blas), "cublasCreate");
+    check_blas(cublasSetStream(blas, compute.get()), "cublasSetStream");
     int dev = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+}
+
+void transformer::impl::finish() {
+    const cudaStream_t s = compute.get();
+    const auto& cs = rope.cos_table();
+    const auto& sn = rope.sin_table();
+    rope_cos = device_buffer(cs.size() * sizeof(float));
+    rope_sin = device_buffer(sn.size() * sizeof(float));
+    check(cudaMemcpyAsync(rope_cos.get(), cs.data(), cs.size() * sizeof(float), cudaMemcpyHostToDevice, s), "rope upload");
+    check(cudaMemcpyAsync(rope_sin.get(), sn.data(), sn.size() * sizeof(float), cudaMemcpyHostToDevice, s), "rope upload");
+    logits = device_buffer(static_cast<std::size_t>(cfg.vocab) * sizeof(float));
+    seq = device_buffer(sizeof(kernels::attn_seq));
+    for (int l = 0; l < cfg.layers; ++l) appended.push_back(std::make_unique<event>());
+    compute.synchronize();
+}
+
+transformer::transformer(model::model_config c, std::uint64_t seed, transformer_options o)
+    : p_(std::make_unique<impl>()) {
+    impl& m = *p_;
+    m.setup(std::move(c), o);
+    const auto& cfg = m.cfg;
 
     const std::size_t d = static_cast<std::size_t>(cfg.dim);
     const std::size_t q = static_cast<std::size_t>(cfg.heads) * cfg.head_dim;
@@ -110,17 +156,42 @@ transformer::transformer(model::model_config c, std::uint64_t seed, transformer_
     }
     fill(m.final_norm, d, dtype::f32, 0.1f, 1.0f);
     fill(m.output, static_cast<std::size_t>(cfg.vocab) * d, cfg.type, sd);
+    m.finish();
+}
 
-    const auto& cs = m.rope.cos_table();
-    const auto& sn = m.rope.sin_table();
-    m.rope_cos = device_buffer(cs.size() * sizeof(float));
-    m.rope_sin = device_buffer(sn.size() * sizeof(float));
-    check(cudaMemcpyAsync(m.rope_cos.get(), cs.data(), cs.size() * sizeof(float), cudaMemcpyHostToDevice, s), "rope upload");
-    check(cudaMemcpyAsync(m.rope_sin.get(), sn.data(), sn.size() * sizeof(float), cudaMemcpyHostToDevice, s), "rope upload");
-    m.logits = device_buffer(static_cast<std::size_t>(cfg.vocab) * sizeof(float));
-    m.seq = device_buffer(sizeof(kernels::attn_seq));
-    for (int l = 0; l < cfg.layers; ++l) m.appended.push_back(std::make_unique<event>());
-    m.compute.synchronize();
+transformer::transformer(model::model_config c, const model::weights& w, transformer_options o)
+    : p_(std::make_unique<impl>()) {
+    impl& m = *p_;
+    m.setup(std::move(c), o);
+    const auto& cfg = m.cfg;
+    w.check_shapes(cfg);
+    const dtype t = cfg.type;
+    m.embedding = upload(w.embedding, t);
+    m.layers.resize(static_cast<std::size_t>(cfg.layers));
+    bool bias = false;
+    for (std::size_t i = 0; i < m.layers.size(); ++i) {
+        const model::layer_weights& h = w.layers[i];
+        layer& l = m.layers[i];
+        l.attn_norm = upload(h.attn_norm, dtype::f32);  // norms are f32 on the GPU (kernels::rmsnorm)
+        l.wq = upload(h.wq, t);
+        l.wk = upload(h.wk, t);
+        l.wv = upload(h.wv, t);
+        l.wo = upload(h.wo, t);
+        l.ffn_norm = upload(h.ffn_norm, dtype::f32);
+        l.w_gate = upload(h.w_gate, t);
+        l.w_up = upload(h.w_up, t);
+        l.w_down = upload(h.w_down, t);
+        if (!h.bq.empty()) {
+            bias = true;
+            l.bq = upload(h.bq, t);
+            l.bk = upload(h.bk, t);
+            l.bv = upload(h.bv, t);
+        }
+    }
+    m.final_norm = upload(w.final_norm, dtype::f32);
+    m.output = upload(w.output, t);
+    if (bias) m.ones = upload(std::vector<float>(static_cast<std::size_t>(cfg.context_window), 1.0f), t);
+    m.finish();
 }
 
 transformer::~transformer() = default;
@@ -199,6 +270,9 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
         m.gemm(m.xn.get(), w.wq, m.q.get(), n, cfg.dim, static_cast<int>(Q), false, false);
         m.gemm(m.xn.get(), w.wk, m.k.get(), n, cfg.dim, static_cast<int>(KV), false, false);
         m.gemm(m.xn.get(), w.wv, m.v.get(), n, cfg.dim, static_cast<int>(KV), false, false);
+        m.add_bias(w.bq, m.q.get(), n, static_cast<int>(Q));
+        m.add_bias(w.bk, m.k.get(), n, static_cast<int>(KV));
+        m.add_bias(w.bv, m.v.get(), n, static_cast<int>(KV));
         if (before_layer) {
             // The hook may copy layer l-1's new K/V out (asynchronous saving): it must be there.
             if (l > 0) m.appended[static_cast<std::size_t>(l - 1)]->synchronize();

@@ -92,8 +92,8 @@ std::string_view to_string(decode_status s) noexcept {
     return "?";
 }
 
-decode_result decode_kv_file(std::span<const std::byte> bytes, const model_geometry& g,
-                             std::uint64_t fingerprint, session_id expected) {
+header_result decode_kv_header(std::span<const std::byte> bytes, const model_geometry& g,
+                               std::uint64_t fingerprint) {
     if (bytes.size() < kv_file_header_bytes) return {decode_status::too_short, {}};
     header h{};
     std::memcpy(&h, bytes.data(), sizeof h);
@@ -102,17 +102,31 @@ decode_result decode_kv_file(std::span<const std::byte> bytes, const model_geome
     if (h.header_checksum != XXH3_64bits(&h, header_checksum_span))
         return {decode_status::bad_header_checksum, {}};
     if (h.fingerprint != fingerprint) return {decode_status::foreign_fingerprint, {}};
-    if (h.session != expected.value) return {decode_status::wrong_session, {}};
     if (h.dtype != static_cast<std::uint8_t>(g.type) || h.block_bytes != g.block_bytes() ||
         h.first_offset >= static_cast<std::uint64_t>(g.block_tokens) ||
         h.tokens > (std::uint64_t{1} << 40) || h.blocks != g.blocks_for(h.tokens, h.first_offset))
         return {decode_status::bad_layout, {}};
+    kv_file_header out;
+    out.session = session_id{h.session};
+    out.tokens = h.tokens;
+    out.first_offset = h.first_offset;
+    out.rope_base = h.rope_base;
+    out.file_bytes = kv_file_header_bytes + h.tokens * sizeof(token_id) + h.blocks * h.block_bytes;
+    return {decode_status::ok, out};
+}
+
+decode_result decode_kv_file(std::span<const std::byte> bytes, const model_geometry& g,
+                             std::uint64_t fingerprint, session_id expected) {
+    const header_result hr = decode_kv_header(bytes, g, fingerprint);
+    if (hr.status != decode_status::ok) return {hr.status, {}};
+    const kv_file_header& h = hr.header;
+    if (h.session != expected) return {decode_status::wrong_session, {}};
+    if (bytes.size() != h.file_bytes) return {decode_status::bad_size, {}};
+    header raw{};
+    std::memcpy(&raw, bytes.data(), sizeof raw);
     const std::size_t token_bytes = h.tokens * sizeof(token_id);
-    const std::size_t data_bytes = h.blocks * h.block_bytes;
-    if (bytes.size() != kv_file_header_bytes + token_bytes + data_bytes)
-        return {decode_status::bad_size, {}};
     const std::byte* payload = bytes.data() + kv_file_header_bytes;
-    if (checksum({payload, token_bytes + data_bytes}) != h.payload_checksum)
+    if (checksum({payload, h.file_bytes - kv_file_header_bytes}) != raw.payload_checksum)
         return {decode_status::bad_payload_checksum, {}};
 
     kv_entry e;
@@ -121,7 +135,7 @@ decode_result decode_kv_file(std::span<const std::byte> bytes, const model_geome
     if (token_bytes) std::memcpy(e.meta.tokens.data(), payload, token_bytes);
     e.meta.first_offset = h.first_offset;
     e.meta.rope_base = h.rope_base;
-    e.data.assign(payload + token_bytes, payload + token_bytes + data_bytes);
+    e.data.assign(payload + token_bytes, bytes.data() + h.file_bytes);
     return {decode_status::ok, std::move(e)};
 }
 

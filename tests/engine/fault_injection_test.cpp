@@ -83,7 +83,7 @@ outcome run(std::size_t write_every, std::size_t read_every) {
 
 }  // namespace
 
-TEST_CASE("fault injection: ENOSPC on writes and EIO on reads of the SSD tier; every turn served and counted") {
+TEST_CASE("fault injection: ENOSPC on writes and EIO on reads of the SSD tier, every turn served and counted") {
     const auto clean = run(0, 0);
     const auto faulty = run(3, 4);
     MESSAGE("clean: " << clean.ssd_hits << " SSD hits, " << clean.misses_after_first << " later-turn misses; faulty: "

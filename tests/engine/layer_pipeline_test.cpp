@@ -10,7 +10,7 @@
 
 using namespace cachedattn;
 
-TEST_CASE("layer_pipeline: compute waits for loads; loads wait for buffer room") {
+TEST_CASE("layer_pipeline: compute waits for loads, loads wait for buffer room") {
     for (int buffer : {0, 1, 3, 40}) {
         CAPTURE(buffer);
         constexpr int layers = 40;

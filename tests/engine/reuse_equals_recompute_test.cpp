@@ -324,7 +324,7 @@ TEST_CASE("truncation, attention sinks + re-rotated RoPE, one layer: only keys a
     check_exact_truncation<posenc::rerotate_rope, truncation::attention_sink>(33, true);
 }
 
-TEST_CASE("truncation, attention sinks + coupled RoPE: the gap makes the cache stale; recomputed") {
+TEST_CASE("truncation, attention sinks + coupled RoPE: the gap makes the cache stale, recomputed") {
     check_exact_truncation<posenc::coupled_rope, truncation::attention_sink>(34, false);
 }
 

@@ -73,7 +73,7 @@ TEST_CASE("scheduler: FCFS batches take a session at most once") {
     CHECK_THROWS_AS(engine(h, b, {.batch_size = 0}), config_error);
 }
 
-TEST_CASE("scheduler-aware eviction keeps what the queue needs next; LRU cycles through misses") {
+TEST_CASE("scheduler-aware eviction keeps what the queue needs next, LRU cycles through misses") {
     backend::cpu_backend b(model::model_config::tiny(), 2);
     test::temp_dir dir("cycle");
     using lru_stack = test::stack3<eviction::lru>;

@@ -68,7 +68,7 @@ TEST_CASE("lru: the least recently used session goes first") {
     CHECK(victim(p, pinned) == S(1));
 }
 
-TEST_CASE("fifo: use does not save a session; insertion order decides") {
+TEST_CASE("fifo: use does not save a session, insertion order decides") {
     eviction::fifo p;
     for (std::uint64_t i = 1; i <= 3; ++i) p.on_insert(S(i));
     p.on_access(S(1));

@@ -58,7 +58,7 @@ TEST_CASE("scheduler_aware eviction: among in-window sessions the one needed lat
     CHECK_FALSE(p.victim(ctx_of(v, all)).has_value());
 }
 
-TEST_CASE("scheduler_aware eviction: a smaller store shrinks the window; TTL expires idle sessions") {
+TEST_CASE("scheduler_aware eviction: a smaller store shrinks the window, TTL expires idle sessions") {
     eviction::scheduler_aware p({.window_jobs = 0, .ttl_s = 10});
     p.on_insert(S(1), 0.0);
     p.on_insert(S(2), 5.0);
@@ -118,7 +118,7 @@ TEST_CASE("lfu: fewest uses first, ties by recency") {
     CHECK(p.frequency(S(1)) == 3);
 }
 
-TEST_CASE("arc: one-time sessions go before reused ones; a ghost hit adapts the target") {
+TEST_CASE("arc: one-time sessions go before reused ones, a ghost hit adapts the target") {
     eviction::arc p;
     for (std::uint64_t s = 1; s <= 4; ++s) p.on_insert(S(s));
     p.on_access(S(1));  // 1 -> T2

@@ -105,7 +105,7 @@ TEST_CASE("hierarchy events: every hook gets the session's bytes, its tier, the 
     h.check_invariants();
 }
 
-TEST_CASE("gdsf: a large session leaves before a small one; uses raise priority; evictions age the rest") {
+TEST_CASE("gdsf: a large session leaves before a small one, uses raise priority, evictions age the rest") {
     eviction::gdsf p;
     const queue_view q;
     p.on_insert(S(1), {8 * B, 1, 0});
@@ -133,7 +133,7 @@ TEST_CASE("gdsf: a large session leaves before a small one; uses raise priority;
     CHECK(by_size.victim(ctx_of(q)) == S(1));  // fewer uses, whatever the size
 }
 
-TEST_CASE("belady_size: farthest next use times bytes leaves first; never-used sessions first of all") {
+TEST_CASE("belady_size: farthest next use times bytes leaves first, never-used sessions first of all") {
     next_use_table future;
     eviction::belady_size p({.oracle = &future});
     const queue_view q;

@@ -47,7 +47,7 @@ TEST_CASE("kv_hierarchy: victims move down one tier, and off the last tier they 
     CHECK(h.stats().demotions[1] == 3);
 }
 
-TEST_CASE("kv_hierarchy: plan_room is a const query; apply carries it out") {
+TEST_CASE("kv_hierarchy: plan_room is a const query, apply carries it out") {
     test::temp_dir dir("hier-plan");
     H h(test::capacities<H>(4 * B, 4 * B, 1 << 20, dir.path()), G, 1);
     store_on_device(h, 1, 8);

@@ -35,7 +35,7 @@ TEST_CASE("gpu server: one job decodes alone after its prefill") {
     CHECK(g.jobs() == 0);
 }
 
-TEST_CASE("gpu server: a prefill stops the batch; jobs share decode steps and leave at their last") {
+TEST_CASE("gpu server: a prefill stops the batch, jobs share decode steps and leave at their last") {
     const auto& c = cost13();
     sim::gpu_server g(c, 4);
     // A prefills [0, 1], B prefills [1, 2]: A cannot step before B's prefill is over.
@@ -58,7 +58,7 @@ TEST_CASE("gpu server: a prefill stops the batch; jobs share decode steps and le
     CHECK(both < c.batch_steps_s(1, 501, 4) + c.batch_steps_s(1, 301, 4));
 }
 
-TEST_CASE("gpu server: a job joins at the next step boundary; a prefill stretches the step under way") {
+TEST_CASE("gpu server: a job joins at the next step boundary, a prefill stretches the step under way") {
     const auto& c = cost13();
     sim::gpu_server g(c, 4);
     g.add_prefill(0, 0);
@@ -103,14 +103,15 @@ TEST_CASE("gpu server: slots, stopping at completions, jobs of no decode step") 
     CHECK(out.back().decode_end_s == doctest::Approx(0.2 + c.batch_steps_s(1, 11, 50)).epsilon(1e-12));
 }
 
-TEST_CASE("sim backend: the SSD and the link serve FCFS; a load behind a busy link stalls the prefill") {
+TEST_CASE("sim backend: the SSD and the link serve FCFS, a load behind a busy link stalls the prefill") {
     const auto m = model::model_config::llama2_13b();
     const auto p = sim::gpu_profile::a100_pcie4(2);
     sim::sim_backend b(m, p);
     const auto& c = b.costs();
     const double gb = 1e9;
-    CHECK(b.ssd_read(gb, 0) == doctest::Approx(gb / p.ssd_read_bytes_per_s));
-    CHECK(b.ssd_read(gb, 0) == doctest::Approx(2 * gb / p.ssd_read_bytes_per_s));  // queued behind the first
+    const double striped = p.ssd_read_bytes_per_s * p.ssds;  // the profile's SSDs read in parallel
+    CHECK(b.ssd_read(gb, 0) == doctest::Approx(gb / striped));
+    CHECK(b.ssd_read(gb, 0) == doctest::Approx(2 * gb / striped));  // queued behind the first
     CHECK(b.transfer(gb, 1.0) == doctest::Approx(1.0 + c.link_s(gb)));
     // A prefill with nothing to load starts now; one whose load waits for the link stalls.
     const double alone = b.prefill(0, 512, nullptr, 0);

@@ -156,7 +156,7 @@ sim::replay_result replay_13b(const workload::trace& trace, int slots, double ss
 }
 }  // namespace
 
-TEST_CASE("sim replay: a batch of jobs shares the GPU; a light load never queues") {
+TEST_CASE("sim replay: a batch of jobs shares the GPU, a light load never queues") {
     workload::sharegpt_like_config wc;
     wc.conversations = 150;
     wc.mean_think_s = 10;

@@ -3,8 +3,11 @@
 /// @brief The cpu backend: the fp32 reference transformer with real bytes in every tier. The
 /// ground truth every other backend and kernel is tested against.
 #include <bit>
+#include <filesystem>
+#include <utility>
 
 #include "cachedattn/backend/concept.hpp"
+#include "cachedattn/model/hf_checkpoint.hpp"
 #include "cachedattn/model/transformer.hpp"
 
 namespace cachedattn::backend {
@@ -16,12 +19,27 @@ public:
 
     /// Random weights from `seed` (the seed is the weights' identity in the cache fingerprint).
     explicit basic_cpu_backend(const model::model_config& c, std::uint64_t seed = 1, model::exec_config e = {})
-        : model_(c, model::weights::random(c, seed), e) {}
+        : model_(c, model::weights::random(c, seed), e), identity_(model::weights_identity(c, seed)) {}
+
+    /// Given weights (e.g. a loaded checkpoint: model/hf_checkpoint.hpp) with their `identity`
+    /// for the cache fingerprint, which must differ whenever the weights do
+    /// (model::checkpoint::identity does).
+    basic_cpu_backend(const model::model_config& c, model::weights w, std::uint64_t identity, model::exec_config e = {})
+        : model_(c, std::move(w), e), identity_(identity) {}
+
+    /// The model of a Hugging Face checkpoint directory (model::load_hf_checkpoint: LLaMA,
+    /// Mistral or Qwen2 safetensors, held as f32).
+    static basic_cpu_backend from_checkpoint(const std::filesystem::path& dir, const model::hf_options& o = {},
+                                             model::exec_config e = {}) {
+        model::checkpoint ck = model::load_hf_checkpoint(dir, o);
+        return basic_cpu_backend(ck.config.model, std::move(ck.weights), ck.identity, e);
+    }
 
     model_geometry geometry() const { return model_.geometry(); }
-    /// Identity of the weights for the cache fingerprint: the seed and every shape field the
-    /// geometry does not carry (so two models that differ only in dim or theta never share KV).
-    std::uint64_t weights_id() const noexcept { return model::weights_identity(model_.config(), model_.weights_id()); }
+    /// Identity of the weights for the cache fingerprint: for random weights, the seed and every
+    /// shape field the geometry does not carry (so two models that differ only in dim or theta
+    /// never share KV); for given weights, the identity they came with.
+    std::uint64_t weights_id() const noexcept { return identity_; }
     int vocab() const noexcept { return model_.config().vocab; }
     std::int64_t context_window() const noexcept { return model_.config().context_window; }
     const rope_table& rope() const noexcept { return model_.rope(); }
@@ -40,6 +58,7 @@ public:
 
 private:
     model::transformer<Ops> model_;
+    std::uint64_t identity_;
 };
 
 using cpu_backend = basic_cpu_backend<>;

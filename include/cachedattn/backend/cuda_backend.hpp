@@ -23,10 +23,16 @@ public:
     static constexpr std::string_view name = "cuda";
 
     explicit cuda_backend(const model::model_config& c, std::uint64_t seed = 1, cuda::transformer_options o = {})
-        : seed_(seed), model_(c, seed, o) {}
+        : identity_(model::weights_identity(c, seed)), model_(c, seed, o) {}
+    /// Given host weights (e.g. model::load_hf_checkpoint's, with `c.type` set to f16 or bf16),
+    /// rounded to `c.type` on upload. `identity` as for backend::cpu_backend; the fingerprint
+    /// also holds the geometry's dtype, so f32 KV of the same checkpoint is never mixed in.
+    cuda_backend(const model::model_config& c, const model::weights& w, std::uint64_t identity,
+                 cuda::transformer_options o = {})
+        : identity_(identity), model_(c, w, o) {}
 
     model_geometry geometry() const { return model_.config().geometry(); }
-    std::uint64_t weights_id() const noexcept { return model::weights_identity(model_.config(), seed_); }
+    std::uint64_t weights_id() const noexcept { return identity_; }
     int vocab() const noexcept { return model_.config().vocab; }
     std::int64_t context_window() const noexcept { return model_.config().context_window; }
     const rope_table& rope() const noexcept { return model_.rope(); }
@@ -44,7 +50,7 @@ public:
     }
 
 private:
-    std::uint64_t seed_;
+    std::uint64_t identity_;
     cuda::transformer model_;
 };
 static_assert(model_backend<cuda_backend>);

@@ -59,6 +59,20 @@ inline void trim_front(kv_entry& e, std::size_t n, const model_geometry& g) {
     if (e.meta.tokens.empty()) e.data.clear();
 }
 
+/// @brief Keeps only the oldest `keep` tokens of an entry in host memory (a load that leaves
+/// the newest tokens to be recomputed): the blocks past the last kept token go. Bytes after it
+/// in its block stay and are overwritten when those positions are computed. Pre: keep <= tokens.
+inline void trim_back(kv_entry& e, std::size_t keep, const model_geometry& g) {
+    assert(keep <= e.meta.tokens.size());
+    e.meta.tokens.resize(keep);
+    if (keep == 0) {
+        e.meta.first_offset = 0;
+        e.data.clear();
+    } else if (!e.data.empty()) {
+        e.data.resize(std::min(e.data.size(), g.blocks_for(keep, e.meta.first_offset) * g.block_bytes()));
+    }
+}
+
 /// @brief A trivially copyable view of one session's KV in a block pool (paged KV). Token `t`
 /// of the view lives in block `table[(first_offset + t) / block_tokens]`.
 template <class T>

@@ -13,6 +13,7 @@
 #include "cachedattn/core/kv_entry.hpp"
 #include "cachedattn/core/rope.hpp"
 #include "cachedattn/model/config.hpp"
+#include "cachedattn/model/weights.hpp"
 
 namespace cachedattn::cuda {
 
@@ -27,6 +28,10 @@ public:
     /// model::weights::random does on the host (then rounded to the model's dtype), so the CPU
     /// reference with the same seed is the same model. `c.type` must be f16 or bf16.
     transformer(model::model_config c, std::uint64_t seed, transformer_options o = {});
+    /// Given host weights (e.g. a loaded checkpoint), rounded to `c.type` on upload; norms stay
+    /// f32 as in the random path. q/k/v biases (Qwen2), when present, are added after their
+    /// projections as on the CPU.
+    transformer(model::model_config c, const model::weights& w, transformer_options o = {});
     ~transformer();
     transformer(const transformer&) = delete;
     transformer& operator=(const transformer&) = delete;

@@ -174,6 +174,20 @@ public:
 
     /// The session's full token history as the engine sees it (after any truncation).
     const std::vector<token_id>& history(session_id s) const { return histories_.of(s); }
+    /// Continues a conversation this engine has not run so far (another engine process ran its
+    /// earlier turns): `history` is the conversation up to now, every turn's input and output,
+    /// as a chat client sends it. Stored KV of the session in a shared tier (tier::redis_tier)
+    /// is reused when it is a prefix of it. Pre: the engine holds no history of `s`.
+    void resume(session_id s, std::vector<token_id> history) {
+        if (!histories_.of(s).empty())
+            throw input_error("engine::resume: session " + std::to_string(s.value) + " already has a history here");
+        for (token_id t : history)
+            if (t < 0 || t >= b_.vocab())
+                throw input_error("engine::resume: token id " + std::to_string(t) + " is outside the vocabulary");
+        if (static_cast<std::int64_t>(history.size()) >= b_.context_window())
+            throw input_error("engine::resume: the history fills the context window");
+        histories_.set(s, std::move(history));
+    }
     /// Forgets a finished conversation and its stored KV.
     void end_session(session_id s) {
         loader_.forget(s);  // drop() settles it
@@ -181,7 +195,11 @@ public:
         h_.drop(s);
         histories_.forget(s);
     }
+    /// Real backends: the costs load_choice's `fastest` mode has measured so far (nullopt
+    /// until it has seen prefills and a load).
+    std::optional<turn_costs> measured_costs() const { return meter_.estimate(); }
     Stack& hierarchy() noexcept { return h_; }
+
     Backend& model_backend() noexcept { return b_; }
     const engine_config& config() const noexcept { return cfg_; }
 
@@ -206,6 +224,7 @@ private:
         const auto stats_before = h_.stats();
         if constexpr (simulated) sim_.mark_device_out();
 
+        h_.adopt_shared(session);  // another process may have stored it (a shared tier)
         // A load started while the previous job ran (still in the device tier: nothing moved it).
         std::optional<layer_load> load = loader_.take_pending(session, h_.locate(session) == std::optional<std::size_t>(0));
         if (!load) {
@@ -217,9 +236,10 @@ private:
 
         // 1. Plan, 2. bring the stored KV to the device tier, 3. cut it on overflow.
         const std::int64_t needed = static_cast<std::int64_t>(input.size()) + max_new_tokens;
-        const turn_plan plan = plan_turn(h_, session, hist, needed, b_.context_window(),
-                                         load ? std::optional(load->dropped_front) : std::nullopt,
-                                         cfg_.preload_buffer_layers >= 0);
+        turn_plan plan = plan_turn(h_, session, hist, needed, b_.context_window(),
+                                   load ? std::optional(load->dropped_front) : std::nullopt,
+                                   cfg_.preload_buffer_layers >= 0);
+        choose_load(session, plan, hist.size(), input.size(), m);
         m.truncated = plan.truncated;
         if (load && plan.kv != source::preloaded) {
             h_.copies().settle(session);  // pre-loaded for another cut (not expected): let it finish
@@ -260,6 +280,9 @@ private:
             case source::none:
             case source::stale:  // create_on_device drops it
                 break;
+            case source::recompute:  // faster than loading it: the turn's save replaces it
+                h_.drop(session);
+                break;
             case source::discard:
                 h_.drop(session);
                 m.invalidated = true;
@@ -273,7 +296,10 @@ private:
             case source::layer_wise: {
                 const std::size_t from = *plan.tier;
                 if constexpr (simulated) sim_.charge_ssd_background();  // queued before this read
-                auto staged = h_.promote_staged(session, pinned, queue, plan.drop_front);
+                const std::size_t read_bytes = h_.stored_bytes(session);
+                const double r0 = now();
+                auto staged = h_.promote_staged(session, pinned, queue, plan.drop_front, plan.keep);
+                if constexpr (!simulated) meter_.read(from, read_bytes, now() - r0);
                 if (!staged) {
                     m.damaged = true;
                     break;
@@ -404,6 +430,7 @@ private:
         auto& dev = h_.device();
         const std::size_t end = hist.size();  // tokens in the device entry after the prefill
         const int layers = h_.geometry().layers;
+        const bool loading = load.has_value();
         bool prefilled = false;
         if constexpr (requires(Backend& b, std::span<float> l) {
                           b.forward(paged_kv_view<float>{}, std::span<const token_id>{}, true, l, [](int) {});
@@ -430,7 +457,8 @@ private:
             for (int l = 0; l < layers; ++l) writer_.layer_done(l, end, m);
         }
         if (load) {
-            m.load_s += *load->seconds;  // the loader wrote it before marking the last layer
+            m.load_s += load->seconds->total;  // the loader wrote it before marking the last layer
+            meter_.copy(m.bytes_loaded, load->seconds->copying);
             load.reset();
         }
         dev.commit(session, todo);
@@ -438,6 +466,7 @@ private:
         const double t_first = now();
         m.prefill_s = t_first - t_loaded;
         m.ttft_s = t_first - t0;
+        if (!loading) meter_.prefill(todo.size(), end - todo.size(), m.prefill_s);  // compute alone
         if (cfg_.record_logits) out.first_logits = logits_;
 
         out.generated.push_back(next_token);
@@ -462,6 +491,54 @@ private:
         }
     }
 
+    /// Load or recompute (engine_config::load_choice): for a turn about to load stored KV from
+    /// below the device tier, how many of its newest stored tokens to recompute instead. Sets
+    /// `p.keep`, or turns the plan into source::recompute when it recomputes them all.
+    void choose_load(session_id s, turn_plan& p, std::size_t hist_len, std::size_t input_len, turn_metrics& m) {
+        const bool layer_wise = p.kv == source::layer_wise;
+        if (cfg_.load_choice.how == load_or_recompute::mode::load || !p.tier || *p.tier == 0 ||
+            !(layer_wise || (p.kv == source::whole && !p.truncated)))
+            return;
+        const std::size_t cut = p.truncated ? static_cast<std::size_t>(p.cut.drop_tokens) : 0;
+        const split_query q = split_query_for(s, *p.tier, layer_wise ? p.drop_front : 0, hist_len - cut, input_len, layer_wise);
+        const std::size_t r = recompute_count(s, q);
+        if (r == 0) return;
+        m.recomputed_instead = static_cast<std::int64_t>(r);
+        if (r == q.stored_tokens) p.kv = source::recompute;
+        else p.keep = q.stored_tokens - r;
+    }
+    /// The choice's view of a turn of `s` whose KV is in tier `from`: `drop` stored tokens cut
+    /// before loading, `kept_hist` history tokens left after the turn's cut, `input` new tokens.
+    split_query split_query_for(session_id s, std::size_t from, std::size_t drop, std::size_t kept_hist,
+                                std::size_t input, bool layer_wise) const {
+        const std::size_t stored = h_.meta(s).tokens.size();
+        split_query q;
+        q.from_tier = from;
+        q.stored_tokens = stored > drop ? stored - drop : 0;
+        q.read_bytes = h_.stored_bytes(s);
+        q.bytes_per_token = h_.geometry().kv_bytes_per_token();
+        q.prefill_tokens = kept_hist - std::min(kept_hist, q.stored_tokens) + input;  // prefilled anyway
+        q.layer_wise = layer_wise;
+        return q;
+    }
+    /// Stored tokens to recompute rather than load, by engine_config::load_choice.
+    std::size_t recompute_count(session_id s, const split_query& q) {
+        const auto& lc = cfg_.load_choice;
+        if (lc.how == load_or_recompute::mode::load) return 0;
+        if (lc.how == load_or_recompute::mode::recompute) return q.stored_tokens;
+        if constexpr (simulated) {
+            return choose_recompute(q, lc.split, [&](std::size_t x) {
+                return sim_.estimate_ttft(s, q, x, now(), cfg_.preload_buffer_layers, cfg_.size_preload_buffer);
+            });
+        } else {
+            const auto costs = lc.costs ? lc.costs : meter_.estimate();
+            if (!costs) return 0;  // nothing measured yet: load, as the paper does
+            return choose_recompute(q, lc.split, [&](std::size_t x) {
+                return estimate_ttft(*costs, q, x, h_.geometry().layers, cfg_.preload_buffer_layers);
+            });
+        }
+    }
+
     /// Starts loading the next job's KV into the device tier while this job runs (paper §3.2:
     /// loading for the next job begins before the previous one finishes), as planned by
     /// plan_preload (turn_plan.hpp).
@@ -472,6 +549,12 @@ private:
                                        b_.context_window(), keep, queue);
         if (!drop) return;
         const std::size_t from = *h_.locate(s);
+        // A job that would rather recompute all of it decides at its turn, with the costs of then.
+        // (A split is not worth it here: a load started now overlaps the running job.)
+        if (cfg_.load_choice.how != load_or_recompute::mode::load) {
+            const auto q = split_query_for(s, from, *drop, history(s).size() - *drop, next->input.size(), true);
+            if (recompute_count(s, q) == q.stored_tokens) return;
+        }
         if constexpr (simulated) sim_.charge_ssd_background();
         auto staged = h_.promote_staged(s, keep, queue, *drop);
         if (!staged) return;  // damaged: its turn will see a miss
@@ -516,6 +599,7 @@ private:
     clock::time_point start_;
     job_queue queue_;
     sim_clock<Stack, Backend> sim_;  ///< simulated time only
+    cost_meter meter_;               ///< real backends: measured costs for load_choice
     // Last: destroyed (their streams joined) first, while everything their copies touch exists.
     layer_loader<device_type> loader_;
     typename save_policy::template writer<device_type> writer_;

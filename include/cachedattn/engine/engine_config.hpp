@@ -4,6 +4,7 @@
 /// belong together (simulated tiers with the simulator, real tiers with a real model).
 #include <cstddef>
 
+#include "cachedattn/engine/load_or_recompute.hpp"
 #include "cachedattn/hierarchy/tiers.hpp"
 #include "cachedattn/tier/concept.hpp"
 
@@ -35,6 +36,9 @@ struct engine_config {
     /// A job is passed over at most `io_aware_max_passes` times; a session's jobs keep their order.
     std::size_t io_aware_window = 0;
     std::size_t io_aware_max_passes = 4;
+    /// Load or recompute, per turn (beyond the paper; the default always loads, as the paper
+    /// does): see load_or_recompute.hpp.
+    load_or_recompute load_choice{};
 };
 
 namespace detail {

@@ -16,12 +16,18 @@
 
 namespace cachedattn {
 
+struct load_times {
+    double total = 0, copying = 0;
+};
+
 /// @brief A layer-wise load: the loader copies `src` into the session's device blocks on the
 /// load stream; `pipe` orders it against compute.
 struct layer_load {
     std::shared_ptr<layer_pipeline> pipe;
     std::shared_ptr<kv_entry> src;
-    std::shared_ptr<double> seconds;  ///< load duration, written before the last layer is marked
+    /// Load duration (`total`) and the part spent copying (`copying`; the rest waited for a
+    /// read-buffer slot), written before the last layer is marked loaded.
+    std::shared_ptr<load_times> seconds;
     std::size_t from_tier = 0;
     double started_at = 0;          ///< simulated: when the copy could start (next-job pre-loading)
     std::size_t dropped_front = 0;  ///< oldest tokens cut before loading (a truncating turn)
@@ -37,17 +43,20 @@ public:
     /// new pipeline with the read buffer.
     void start(session_id session, layer_load& l) {
         l.pipe = std::make_shared<layer_pipeline>(layers_, buffer_);
-        l.seconds = std::make_shared<double>(0);
+        l.seconds = std::make_shared<load_times>();
         copies_.started(session);
         copies_.on_settle(session, [p = l.pipe] { p->release(); });
         stream_.post([&dev = dev_, &copies = copies_, session, pipe = l.pipe, src = l.src, secs = l.seconds,
                       blocks = dev_.block_ids(session)]() mutable {
-            const auto start = std::chrono::steady_clock::now();
+            using clock = std::chrono::steady_clock;
+            const auto start = clock::now();
             for (int layer = 0; layer < pipe->layers(); ++layer) {
                 if (!pipe->wait_for_slot(layer)) break;
+                const auto c0 = clock::now();
                 dev.copy_layer(blocks, *src, layer);
-                if (layer + 1 == pipe->layers())
-                    *secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+                const auto c1 = clock::now();
+                secs->copying += std::chrono::duration<double>(c1 - c0).count();
+                if (layer + 1 == pipe->layers()) secs->total = std::chrono::duration<double>(c1 - start).count();
                 pipe->loaded(layer);
             }
             pipe.reset();

@@ -19,6 +19,7 @@ public:
         return it == map_.end() ? empty : it->second;
     }
     void forget(session_id s) { map_.erase(s); }
+    void set(session_id s, std::vector<token_id> tokens) { map_[s] = std::move(tokens); }
 
     /// A history taken out for a turn: commit() stores the new one; otherwise the destructor
     /// restores the old one (undoing a truncation cut and anything appended). No copy per turn:

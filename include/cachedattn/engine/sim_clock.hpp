@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cachedattn/engine/layer_loader.hpp"
+#include "cachedattn/engine/load_or_recompute.hpp"
 #include "cachedattn/engine/turn.hpp"
 #include "cachedattn/saving/concept.hpp"
 #include "cachedattn/sim/sim_backend.hpp"
@@ -70,6 +71,27 @@ public:
             return b_.ssd_read(bytes, not_before);
         }
         return std::max(not_before, fetch_done(s));
+    }
+    /// When a turn of `s` would put out its first token if it recomputed `r` of the stored
+    /// tokens `q` describes and loaded the rest (load_or_recompute.hpp), charging nothing:
+    /// the same reads, copies and prefill that fetch and compute would charge.
+    double estimate_ttft(session_id s, const split_query& q, std::size_t r, double now, int buffer_layers,
+                         bool size_buffer) {
+        const auto n = static_cast<std::int64_t>(q.prefill_tokens + r);
+        const std::size_t kept = q.stored_tokens - r;
+        if (kept == 0) return b_.prefill_estimate(0, n, nullptr, ready);
+        const double kept_bytes = static_cast<double>(kept * h_.geometry().kv_bytes_per_token());
+        const double read_bytes = static_cast<double>(q.read_bytes);
+        const auto cached = static_cast<std::int64_t>(kept);
+        const auto fetched = fetched_at_.find(s);
+        const double fetch = fetched == fetched_at_.end() ? 0 : fetched->second;
+        if (!q.layer_wise) {
+            const double host = q.from_tier >= 2 ? b_.ssd_read_estimate(read_bytes, ready) : std::max(ready, fetch);
+            return b_.prefill_estimate(cached, n, nullptr, b_.transfer_estimate(kept_bytes, host));
+        }
+        const double host = q.from_tier >= 2 ? b_.ssd_read_estimate(read_bytes, now) : std::max(now, fetch);
+        const sim::overlapped_load ol{kept_bytes, q.from_tier, buffer_layers, host, size_buffer};
+        return b_.prefill_estimate(cached, n, &ol, ready);
     }
     /// A whole-session load (no layer-wise pre-loading): off the SSD, then over the link, before
     /// the prefill.

@@ -21,6 +21,9 @@ struct turn_metrics {
     bool invalidated = false;    ///< stored KV existed but could not be reused (posenc, stale)
     std::int64_t reused_tokens = 0;      ///< history tokens whose KV came from the store
     std::int64_t recomputed_tokens = 0;  ///< history tokens prefilled again
+    /// Stored tokens recomputed because that was faster than loading them (engine_config::
+    /// load_choice); all of them: the turn counts as a miss (hit_tier empty).
+    std::int64_t recomputed_instead = 0;
     std::int64_t new_tokens = 0;         ///< the turn's input tokens
     std::int64_t generated_tokens = 0;
     bool preloaded_ahead = false;    ///< the hit's load started while the previous job ran

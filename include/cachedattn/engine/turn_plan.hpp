@@ -6,6 +6,7 @@
 /// stored copy that turns out stale) changes course while applying.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <vector>
@@ -26,6 +27,7 @@ struct turn_plan {
         whole,       ///< bring it to the device tier before the prefill
         discard,     ///< stored, but not worth loading (truncation discards it or drops all of it)
         stale,       ///< stored below the device, but not a prefix of the history: dropped unread
+        recompute,   ///< stored below the device, but recomputing it is faster: dropped unread
     };
     source kv = source::none;
     std::optional<std::size_t> tier;  ///< where the stored KV is now
@@ -35,6 +37,9 @@ struct turn_plan {
     /// the stored entry in host memory, so only the kept tokens take device room and cross the link.
     bool trim_on_load = false;
     std::size_t drop_front = 0;  ///< tokens cut from the stored entry before loading
+    /// Stored tokens (after the cut) to load; the newest beyond it are recomputed with the input
+    /// instead (load_or_recompute.hpp). Everything by default.
+    std::size_t keep = std::numeric_limits<std::size_t>::max();
 };
 
 /// Rules that decide whether stored KV can serve a turn, for positional encoding `PosEnc`.

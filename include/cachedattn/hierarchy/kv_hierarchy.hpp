@@ -8,6 +8,7 @@
 /// recursively making room there; whatever cannot go down is dropped), and then applied; plans
 /// can be inspected in tests. One eviction policy instance per tier.
 #include <array>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -281,11 +282,13 @@ public:
     /// allocated, so only the kept tokens take device room and cross the link. Only valid when
     /// the kept keys need no re-encoding (keys stored before RoPE).
     std::optional<kv_entry> promote_staged(session_id s, std::span<const session_id> pinned,
-                                           const queue_view& queue = {}, std::size_t drop_front = 0) {
-        room_on_device_for(s, pinned, queue, staged_charge(s, drop_front));
+                                           const queue_view& queue = {}, std::size_t drop_front = 0,
+                                           std::size_t keep = std::numeric_limits<std::size_t>::max()) {
+        room_on_device_for(s, pinned, queue, staged_charge(s, drop_front, keep));
         auto e = take_from(s, *locate(s), eviction::leave_reason::promoted);
         if (!e) return std::nullopt;
         if (drop_front) trim_front(*e, std::min(drop_front, e->meta.tokens.size()), geometry());
+        if (keep < e->meta.tokens.size()) trim_back(*e, keep, geometry());
         device().put_staged(e->meta);
         dir_[s] = 0;
         traits::on_insert(evict_[0], s, event_in(0, device().stored_bytes(s)));
@@ -293,11 +296,14 @@ public:
         return e;
     }
 
-    /// Device bytes stored session `s` takes once its oldest `drop_front` tokens are cut.
-    std::size_t staged_charge(session_id s, std::size_t drop_front = 0) const {
+    /// Device bytes stored session `s` takes once its oldest `drop_front` tokens are cut and at
+    /// most `keep` of the rest are kept.
+    std::size_t staged_charge(session_id s, std::size_t drop_front = 0,
+                              std::size_t keep = std::numeric_limits<std::size_t>::max()) const {
         const kv_meta& m = meta(s);
-        if (drop_front == 0) return device().charge(m);
-        const std::size_t kept = m.tokens.size() > drop_front ? m.tokens.size() - drop_front : 0;
+        if (drop_front == 0 && keep >= m.tokens.size()) return device().charge(m);
+        const std::size_t left = m.tokens.size() > drop_front ? m.tokens.size() - drop_front : 0;
+        const std::size_t kept = std::min(left, keep);
         const std::size_t slot = m.first_offset + drop_front;
         const auto off = kept ? slot % static_cast<std::size_t>(geometry().block_tokens) : 0;
         return geometry().blocks_for(kept, off) * geometry().block_bytes();
@@ -336,6 +342,13 @@ public:
     /// Forgets `s` wherever it is.
     void drop(session_id s) {
         if (auto t = locate(s)) drop_from(s, *t, eviction::leave_reason::dropped);
+    }
+
+    /// A session this hierarchy does not hold, looked up in its shared tiers (tier::shared_tier,
+    /// e.g. redis_tier): another process may have stored it. True when it was found and placed.
+    bool adopt_shared(session_id s) {
+        if (locate(s)) return false;
+        return adopt_in(s, std::index_sequence_for<T...>{});
     }
 
     /// Moves `s` one tier down (making room there), or drops it from the last tier.
@@ -441,7 +454,21 @@ private:
           evict_{make_evict<I>(c.eviction)...},
           prefetch_(c.prefetch),
           truncate_(c.truncation),
-          posenc_(c.posenc) {}
+          posenc_(c.posenc) {
+        (place_held<I>(), ...);
+    }
+
+    /// A shared tier may hold sessions other processes stored when it is built: they enter the
+    /// directory. (Two shared tiers holding one session: the first places it; keep one shared tier.)
+    template <std::size_t I>
+    void place_held() {
+        if constexpr (tier::shared_tier<std::tuple_element_t<I, tier_tuple>>)
+            for (session_id s : std::get<I>(tiers_).held()) {
+                if (dir_.contains(s)) continue;
+                dir_[s] = I;
+                traits::on_insert(evict_[I], s, event_in(I, std::get<I>(tiers_).stored_bytes(s)));
+            }
+    }
 
     /// Frees room in the device tier for stored session `s` (before it is taken out of its tier,
     /// so a failure leaves it where it was). Throws config_error when impossible.
@@ -468,6 +495,20 @@ private:
     template <class F>
     decltype(auto) on_tier(std::size_t i, F&& f) {
         return on_tier_impl(*this, i, std::forward<F>(f), std::index_sequence_for<T...>{});
+    }
+    template <std::size_t... I>
+    bool adopt_in(session_id s, std::index_sequence<I...>) {
+        auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
+            if constexpr (tier::shared_tier<std::tuple_element_t<J, tier_tuple>>) {
+                if (!std::get<J>(tiers_).adopt(s)) return false;
+                dir_[s] = J;
+                traits::on_insert(evict_[J], s, event_in(J, std::get<J>(tiers_).stored_bytes(s)));
+                return true;
+            } else {
+                return false;
+            }
+        };
+        return (one(std::integral_constant<std::size_t, I>{}) || ...);
     }
     template <class Self, class F, std::size_t I0, std::size_t... I>
     static decltype(auto) on_tier_impl(Self& self, std::size_t i, F&& f, std::index_sequence<I0, I...>) {

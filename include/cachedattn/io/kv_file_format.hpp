@@ -57,6 +57,25 @@ struct decode_result {
     std::optional<kv_entry> entry;
 };
 
+/// @brief What a file's header says, once verified: enough to index a stored session (its
+/// tokens follow the header) without reading its KV.
+struct kv_file_header {
+    session_id session{};
+    std::uint64_t tokens = 0;        ///< token ids right after the header (int32 each)
+    std::uint32_t first_offset = 0;
+    std::int64_t rope_base = 0;
+    std::size_t file_bytes = 0;      ///< the whole file's size as the header describes it
+};
+struct header_result {
+    decode_status status = decode_status::ok;
+    kv_file_header header;
+};
+
+/// @brief Verifies the first `kv_file_header_bytes` of a file (magic, version, header checksum,
+/// fingerprint, layout); the payload is not looked at. A remote tier indexes a store with it.
+header_result decode_kv_header(std::span<const std::byte> bytes, const model_geometry& g,
+                               std::uint64_t fingerprint);
+
 /// @brief Parses and verifies a file's bytes against the expected fingerprint and session.
 decode_result decode_kv_file(std::span<const std::byte> bytes, const model_geometry& g,
                              std::uint64_t fingerprint, session_id expected);

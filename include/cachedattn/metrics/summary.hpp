@@ -41,6 +41,7 @@ public:
         bytes_loaded_ += m.bytes_loaded;
         bytes_demoted_ += m.bytes_demoted;
         dropped_ += m.sessions_dropped;
+        if (m.recomputed_instead > 0) ++(m.hit_tier ? split_ : recomputed_instead_);
     }
 
     std::size_t turns() const noexcept { return turns_; }
@@ -69,6 +70,12 @@ public:
     std::size_t sessions_dropped() const noexcept { return dropped_; }
     std::size_t damaged() const noexcept { return damaged_; }
     std::size_t truncated() const noexcept { return truncated_; }
+    /// Turns that recomputed stored KV because it was faster than loading it (load_choice):
+    /// all of it (a miss), or the newest part beside a load (a split).
+    std::size_t recomputed_instead() const noexcept { return recomputed_instead_; }
+    std::size_t split() const noexcept { return split_; }
+    double recomputed_instead_share() const { return share(recomputed_instead_); }
+    double split_share() const { return share(split_); }
 
 private:
     static double sum(const std::vector<double>& v) {
@@ -76,9 +83,10 @@ private:
         for (double x : v) s += x;
         return s;
     }
+    double share(std::size_t n) const { return turns_ ? static_cast<double>(n) / static_cast<double>(turns_) : 0; }
     static double mean(const std::vector<double>& v) { return v.empty() ? 0 : sum(v) / static_cast<double>(v.size()); }
 
-    std::size_t turns_ = 0, damaged_ = 0, truncated_ = 0;
+    std::size_t turns_ = 0, damaged_ = 0, truncated_ = 0, recomputed_instead_ = 0, split_ = 0;
     std::vector<std::size_t> hits_;
     std::vector<double> ttft_, prefill_, job_;
     std::int64_t reused_ = 0, recomputed_ = 0, new_ = 0, generated_ = 0;

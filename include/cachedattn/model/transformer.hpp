@@ -1,7 +1,8 @@
 #pragma once
 /// @file
 /// @brief The CPU reference transformer (LLaMA architecture, fp32): embedding, RMSNorm, RoPE,
-/// grouped-query attention over a paged KV cache, SwiGLU MLP, output head.
+/// grouped-query attention over a paged KV cache, SwiGLU MLP, output head; optional q/k/v
+/// projection biases (Qwen2), added before RoPE as Hugging Face's models do.
 ///
 /// `forward` runs new tokens over whatever prefix the paged view already holds: the new tokens
 /// take positions `kv.tokens ..`, their K/V are written into the view, and the logits of the last
@@ -46,10 +47,7 @@ public:
             throw config_error("transformer: the CPU reference computes and stores f32 KV; model_config '" +
                                cfg_.name + "' asks for " + to_string(cfg_.type) +
                                " (use the sim backend for f16/bf16 shapes)");
-        if (w_.layers.size() != static_cast<std::size_t>(cfg_.layers) ||
-            w_.embedding.size() != static_cast<std::size_t>(cfg_.vocab) * cfg_.dim ||
-            w_.output.size() != static_cast<std::size_t>(cfg_.vocab) * cfg_.dim)
-            throw config_error("transformer: weights do not match model_config '" + cfg_.name + "'");
+        w_.check_shapes(cfg_);
         rope_.build(cfg_.head_dim, cfg_.context_window, cfg_.rope());
     }
 
@@ -103,6 +101,9 @@ public:
             matmul(xn.data(), N, D, lw.wq.data(), Q, q.data());
             matmul(xn.data(), N, D, lw.wk.data(), KV, k.data());
             matmul(xn.data(), N, D, lw.wv.data(), KV, v.data());
+            add_bias(q.data(), N, lw.bq);
+            add_bias(k.data(), N, lw.bk);
+            add_bias(v.data(), N, lw.bv);
             before_layer(l);
             for (std::size_t i = 0; i < N; ++i) {
                 const std::int64_t pos = base + static_cast<std::int64_t>(i);
@@ -137,6 +138,13 @@ private:
             const float r = 1.0f / std::sqrt(ms + cfg_.norm_eps);
             for (std::size_t j = 0; j < d; ++j) out[i * d + j] = xi[j] * r * w[j];
         }
+    }
+
+    /// y[i][o] += bias[o] for i < n (no-op for an empty bias: bias-free models are unchanged).
+    static void add_bias(float* y, std::size_t n, const std::vector<float>& bias) {
+        const std::size_t out = bias.size();
+        for (std::size_t i = 0; i < n && out > 0; ++i)
+            for (std::size_t o = 0; o < out; ++o) y[i * out + o] += bias[o];
     }
 
     /// y[i][o] = dot(W[o], x[i]) for i < n, o < out.

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "cachedattn/model/config.hpp"
@@ -21,6 +22,11 @@ struct layer_weights {
     std::vector<float> w_gate;     // [ffn][dim]
     std::vector<float> w_up;       // [ffn][dim]
     std::vector<float> w_down;     // [dim][ffn]
+    // Optional q/k/v projection biases (Qwen2 has them; LLaMA and Mistral do not). Empty means
+    // no bias: nothing is added, so bias-free models compute exactly as before.
+    std::vector<float> bq;  // [heads*head_dim] or empty
+    std::vector<float> bk;  // [kv_heads*head_dim] or empty
+    std::vector<float> bv;  // [kv_heads*head_dim] or empty
 };
 
 struct weights {
@@ -29,6 +35,44 @@ struct weights {
     std::vector<layer_weights> layers;
     std::vector<float> final_norm;  // [dim]
     std::vector<float> output;      // [vocab][dim]
+
+    /// Throws config_error naming the first tensor whose size does not fit `c` (biases may be
+    /// empty; if one of a layer's q/k/v biases is present, all three must be).
+    void check_shapes(const model_config& c) const {
+        const std::size_t d = static_cast<std::size_t>(c.dim);
+        const std::size_t q = static_cast<std::size_t>(c.heads) * c.head_dim;
+        const std::size_t kv = static_cast<std::size_t>(c.kv_heads) * c.head_dim;
+        const std::size_t f = static_cast<std::size_t>(c.ffn_dim);
+        const std::size_t v = static_cast<std::size_t>(c.vocab);
+        auto need = [&c](const std::vector<float>& t, std::size_t n, const std::string& what) {
+            if (t.size() != n)
+                throw config_error("weights for model_config '" + c.name + "': " + what + " has " +
+                                   std::to_string(t.size()) + " values, expected " + std::to_string(n));
+        };
+        need(embedding, v * d, "embedding");
+        need(final_norm, d, "final_norm");
+        need(output, v * d, "output");
+        if (layers.size() != static_cast<std::size_t>(c.layers))
+            throw config_error("weights for model_config '" + c.name + "': " + std::to_string(layers.size()) +
+                               " layers, expected " + std::to_string(c.layers));
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            const layer_weights& l = layers[i];
+            const std::string at = "layer " + std::to_string(i) + " ";
+            need(l.attn_norm, d, at + "attn_norm");
+            need(l.wq, q * d, at + "wq");
+            need(l.wk, kv * d, at + "wk");
+            need(l.wv, kv * d, at + "wv");
+            need(l.wo, d * q, at + "wo");
+            need(l.ffn_norm, d, at + "ffn_norm");
+            need(l.w_gate, f * d, at + "w_gate");
+            need(l.w_up, f * d, at + "w_up");
+            need(l.w_down, d * f, at + "w_down");
+            if (l.bq.empty() && l.bk.empty() && l.bv.empty()) continue;
+            need(l.bq, q, at + "bq");
+            need(l.bk, kv, at + "bk");
+            need(l.bv, kv, at + "bv");
+        }
+    }
 
     /// Uniform weights scaled by 1/sqrt(fan_in) (activations keep unit scale through depth),
     /// norms near 1. Each tensor has its own stream, so the result depends only on the seed.

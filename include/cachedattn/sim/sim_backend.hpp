@@ -163,29 +163,27 @@ public:
     /// once the load's data is in host memory). Returns when the first token is out.
     double prefill(std::int64_t cached, std::int64_t n, const overlapped_load* load, double not_before) {
         sync();
-        const int layers = cost_.model().layers;
-        const double layer = cost_.prefill_layer_s(n, cached);
-        double start = std::max({not_before, now_, gpu_.prefill_free()});
-        double total = 0;
-        if (!load) {
-            total = layers * layer;
-        } else {
-            start = std::max(start, load->ready_at);
-            const double copy_start = std::max(load->ready_at, link_free_);
-            const std::vector<double> compute(static_cast<std::size_t>(layers), layer);
-            const double copy_layer = cost_.link_s(load->bytes) / layers;
-            const std::vector<double> copy(static_cast<std::size_t>(layers), copy_layer);
-            const int k = load->size_buffer
-                              ? std::max(load->buffer_layers, hiding_buffer_layers(layers, copy_layer, layer))
-                              : load->buffer_layers;
-            const auto t = layer_timeline(copy, compute, k, copy_start - start);
-            total = t.compute_done;
-            link_free_ = std::max(link_free_, start + t.load_done);
-        }
-        const double end = start + total + cost_.seconds(cost_.head(1));
-        gpu_.add_prefill(start, end);
-        return end;
+        const slot p = plan_prefill(cached, n, load, not_before);
+        link_free_ = p.link_free;
+        gpu_.add_prefill(p.start, p.end);
+        return p.end;
     }
+
+    // ---- what a job would cost, charging nothing (the engine's load-or-recompute choice)
+    /// When `prefill(cached, n, load, not_before)` would put out its first token if called now.
+    double prefill_estimate(std::int64_t cached, std::int64_t n, const overlapped_load* load, double not_before) {
+        sync();  // the server would reach this time anyway before the prefill starts
+        return plan_prefill(cached, n, load, not_before).end;
+    }
+    /// When `ssd_read(bytes, not_before)` would end if called now.
+    double ssd_read_estimate(double bytes, double not_before) const {
+        return std::max(ssd_free_, not_before) + cost_.ssd_read_s(bytes);
+    }
+    /// When `transfer(bytes, not_before)` would end if called now.
+    double transfer_estimate(double bytes, double not_before) const {
+        return std::max(link_free_, not_before) + cost_.link_s(bytes);
+    }
+
     /// The job that prefilled until `first_token` decodes `steps` tokens after its `context`
     /// tokens in the batch; it completes `tail_s` after its last step. Takes a GPU slot until then.
     void decode(session_id s, double first_token, std::int64_t context, std::int64_t steps, double tail_s = 0) {
@@ -196,6 +194,35 @@ public:
     const sim_options& options() const noexcept { return opt_; }
 
 private:
+    struct slot {
+        double start = 0, end = 0, link_free = 0;
+    };
+    /// Where a prefill would run on the GPU (and the link, for its load), after sync().
+    slot plan_prefill(std::int64_t cached, std::int64_t n, const overlapped_load* load, double not_before) const {
+        const int layers = cost_.model().layers;
+        const double layer = cost_.prefill_layer_s(n, cached);
+        slot p;
+        p.start = std::max({not_before, now_, gpu_.prefill_free()});
+        p.link_free = link_free_;
+        double total = 0;
+        if (!load) {
+            total = layers * layer;
+        } else {
+            p.start = std::max(p.start, load->ready_at);
+            const double copy_start = std::max(load->ready_at, link_free_);
+            const std::vector<double> compute(static_cast<std::size_t>(layers), layer);
+            const double copy_layer = cost_.link_s(load->bytes) / layers;
+            const std::vector<double> copy(static_cast<std::size_t>(layers), copy_layer);
+            const int k = load->size_buffer
+                              ? std::max(load->buffer_layers, hiding_buffer_layers(layers, copy_layer, layer))
+                              : load->buffer_layers;
+            const auto t = layer_timeline(copy, compute, k, copy_start - p.start);
+            total = t.compute_done;
+            p.link_free = std::max(link_free_, p.start + t.load_done);
+        }
+        p.end = p.start + total + cost_.seconds(cost_.head(1));
+        return p;
+    }
     /// Brings the GPU up to the admission time, so work queued now starts no earlier.
     void sync() {
         if (gpu_.time() < now_) gpu_.run(now_, false, done_);

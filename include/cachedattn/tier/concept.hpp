@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "cachedattn/core/geometry.hpp"
 #include "cachedattn/core/kv_entry.hpp"
@@ -67,6 +68,15 @@ concept device_tier_like =
 template <class T>
 concept accounting_tier = tier<T> && requires {
     requires T::accounting_only;
+};
+
+/// @brief A tier several processes share (tier::redis_tier): a session one process stored
+/// can be found by another. `adopt(s)` looks `s` up in the shared store and holds it if found;
+/// `held()` lists what the tier holds, so a hierarchy built over it knows those sessions.
+template <class T>
+concept shared_tier = tier<T> && requires(T& t, const T& ct, session_id s) {
+    { t.adopt(s) } -> std::same_as<bool>;
+    { ct.held() } -> std::same_as<std::vector<session_id>>;
 };
 
 }  // namespace cachedattn::tier
