@@ -9,6 +9,8 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+
+#include "json_brief.hpp"
 #include <set>
 #include <vector>
 
@@ -17,6 +19,7 @@
 
 namespace cachedattn::model {
 namespace {
+using detail::brief;
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -96,27 +99,27 @@ public:
             fail(f, "is missing");
         }
         const json& v = j_.at(f);
-        if (!v.is_number_integer()) fail(f, "must be an integer, got " + v.dump());
+        if (!v.is_number_integer()) fail(f, "must be an integer, got " + brief(v));
         if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > INT_MAX)
-            fail(f, "must be in [1, " + std::to_string(INT_MAX) + "], got " + v.dump());
+            fail(f, "must be in [1, " + std::to_string(INT_MAX) + "], got " + brief(v));
         return static_cast<int>(v.get<std::uint64_t>());
     }
     float positive_float(const char* f, float fallback) const {
         if (!has(f)) return fallback;
         const json& v = j_.at(f);
-        if (!v.is_number()) fail(f, "must be a number, got " + v.dump());
+        if (!v.is_number()) fail(f, "must be a number, got " + brief(v));
         const auto x = static_cast<float>(v.get<double>());
-        if (!(x > 0.0f) || !std::isfinite(x)) fail(f, "must be a positive finite number, got " + v.dump());
+        if (!(x > 0.0f) || !std::isfinite(x)) fail(f, "must be a positive finite number, got " + brief(v));
         return x;
     }
     bool boolean(const char* f, bool fallback) const {
         if (!has(f)) return fallback;
-        if (!j_.at(f).is_boolean()) fail(f, "must be true or false, got " + j_.at(f).dump());
+        if (!j_.at(f).is_boolean()) fail(f, "must be true or false, got " + brief(j_.at(f)));
         return j_.at(f).get<bool>();
     }
     std::optional<std::string> string(const char* f) const {
         if (!has(f)) return std::nullopt;
-        if (!j_.at(f).is_string()) fail(f, "must be a string, got " + j_.at(f).dump());
+        if (!j_.at(f).is_string()) fail(f, "must be a string, got " + brief(j_.at(f)));
         return j_.at(f).get<std::string>();
     }
     const json& at(const char* f) const { return j_.at(f); }
@@ -150,7 +153,7 @@ const architecture_name& parse_architecture(const config_fields& f, const json& 
     if (j.contains("architectures")) {
         const json& a = j.at("architectures");
         if (!a.is_array() || a.empty() || !a[0].is_string())
-            f.fail("architectures", "must be a non-empty array of strings, got " + a.dump());
+            f.fail("architectures", "must be a non-empty array of strings, got " + brief(a));
         named = a[0].get<std::string>();
         arch = find_architecture(named);
     } else if (const auto t = f.string("model_type")) {
@@ -188,7 +191,7 @@ public:
         for (const auto& [name, file] : j.at("weight_map").items()) {
             if (!file.is_string())
                 throw input_error(index.string() + ": weight_map entry '" + name + "' must be a file name, got " +
-                                  file.dump());
+                                  brief(file));
             const fs::path rel = file.get<std::string>();
             check_inside(rel, index, name);
             auto [it, added] = shard_no.try_emplace(rel.string(), shards_.size());
@@ -241,7 +244,7 @@ hf_config read_hf_config(const fs::path& config_json, const hf_options& o) {
     if (const auto act = f.string("hidden_act"); act && *act != "silu")
         f.fail("hidden_act", "is '" + *act + "'; only SiLU (SwiGLU MLP) is supported");
     if (f.has("rope_scaling"))
-        f.fail("rope_scaling", "is " + f.at("rope_scaling").dump() + "; only plain RoPE (rope_scaling null) is supported");
+        f.fail("rope_scaling", "is " + brief(f.at("rope_scaling")) + "; only plain RoPE (rope_scaling null) is supported");
     if (f.boolean("attention_bias", false) && !h.qkv_bias)
         f.fail("attention_bias", "is true; only q/k/v biases (Qwen2) are supported, not o_proj's");
     if (f.boolean("mlp_bias", false)) f.fail("mlp_bias", "is true; MLP biases are not supported");
@@ -307,6 +310,12 @@ checkpoint load_hf_checkpoint(const fs::path& dir, const hf_options& o) {
     const hf_config& h = ck.config;
     const tensor_source src(dir);
 
+    // Every layer has tensors: a layer count the files do not back is refused before anything
+    // is sized by it (a 200-byte config could otherwise ask for billions of layers).
+    const std::string last_layer = "model.layers." + std::to_string(h.model.layers - 1) + ".input_layernorm.weight";
+    if (!src.names().contains(last_layer))
+        throw input_error(dir.string() + ": num_hidden_layers is " + std::to_string(h.model.layers) +
+                          " but the checkpoint has no tensor '" + last_layer + "'");
     model::weights& w = ck.weights;
     w.layers.resize(static_cast<std::size_t>(h.model.layers));
     const auto slots = tensor_slots(h.model, h.qkv_bias, !h.tied_embeddings, w);

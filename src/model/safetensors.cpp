@@ -10,6 +10,8 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "json_brief.hpp"
 #include <set>
 #include <utility>
 
@@ -18,6 +20,7 @@
 
 namespace cachedattn::model::safetensors {
 namespace {
+using detail::brief;
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; this reader copies it as is");
@@ -80,18 +83,18 @@ tensor_info parse_entry(const std::string& name, const nlohmann::json& j, std::u
     for (const auto& d : shape) {
         if (d.is_number_integer() && !d.is_number_unsigned())
             fail("negative dimension " + std::to_string(d.get<std::int64_t>()) + " in 'shape'");
-        if (!d.is_number_unsigned()) fail("'shape' must hold non-negative integers, got " + d.dump());
+        if (!d.is_number_unsigned()) fail("'shape' must hold non-negative integers, got " + brief(d));
         t.shape.push_back(d.get<std::uint64_t>());
         const auto next = checked_mul(elements, t.shape.back());
-        if (!next) fail("shape " + shape.dump() + " has more elements than 64 bits can count");
+        if (!next) fail("shape " + brief(shape) + " has more elements than 64 bits can count");
         elements = *next;
     }
     const auto bytes = checked_mul(elements, t.element_bytes);
-    if (!bytes) fail("shape " + shape.dump() + " has more bytes than 64 bits can count");
+    if (!bytes) fail("shape " + brief(shape) + " has more bytes than 64 bits can count");
 
     const auto& off = j.at("data_offsets");
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-        fail("'data_offsets' must be two non-negative integers [begin, end], got " + off.dump());
+        fail("'data_offsets' must be two non-negative integers [begin, end], got " + brief(off));
     t.begin = off[0].get<std::uint64_t>();
     t.end = off[1].get<std::uint64_t>();
     if (t.begin > t.end)
@@ -217,7 +220,8 @@ std::vector<float> to_float(const tensor_info& t, std::span<const std::byte> byt
 
 reader::reader(std::filesystem::path file) : path_(std::move(file)) {
     const std::string where = path_.string();
-    fd_guard fd{::open(path_.c_str(), O_RDONLY | O_CLOEXEC)};
+    // O_NONBLOCK: a FIFO in a shard's place must fail the regular-file check, not block the open.
+    fd_guard fd{::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
     if (fd.fd < 0) throw input_error(where + ": cannot open (" + std::strerror(errno) + ")");
     struct stat st {};
     if (::fstat(fd.fd, &st) != 0) throw io_error(where + ": cannot stat (" + std::strerror(errno) + ")");

@@ -27,13 +27,19 @@ constexpr std::size_t slice_bytes = std::size_t{1} << 20;
 /// counted it.
 constexpr std::string_view staging_ttl_ms = "60000";
 
-/// KEYS[1] staged value, KEYS[2] session key, KEYS[3] counter; ARGV[1] capacity -> {stored 0|1,
-/// used}. Replacing a value (the same session put by another process) charges the difference.
+/// KEYS[1] staged value, KEYS[2] session key, KEYS[3] counter; ARGV[1] capacity, ARGV[2] the
+/// value's size -> {1 stored | 0 refused | 2 the staged value is not whole (it expired during a
+/// slow upload and a later slice recreated it), used}. Replacing a value (the same session put
+/// by another process) charges the difference.
 constexpr std::string_view put_script = R"lua(
 local size = redis.call('STRLEN', KEYS[1])
 local old = redis.call('STRLEN', KEYS[2])
 local used = tonumber(redis.call('GET', KEYS[3]) or '0')
-if size == 0 or used - old + size > tonumber(ARGV[1]) then
+if size ~= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return {2, used}
+end
+if used - old + size > tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
   return {0, used}
 end
@@ -42,25 +48,35 @@ redis.call('PERSIST', KEYS[2])
 return {1, redis.call('INCRBY', KEYS[3], size - old)}
 )lua";
 
-/// KEYS[1] session key, KEYS[2] counter, KEYS[3] staging key; ARGV[1] staging TTL ->
-/// {used, bytes}; bytes 0: there is no value (another process took it).
+/// KEYS[1] session key, KEYS[2] counter, KEYS[3] staging key; ARGV[1] staging TTL, ARGV[2] the
+/// header of the value this tier holds -> {used, bytes}; bytes 0: that value is gone (another
+/// process took it, or replaced it with a newer one, which stays for its owner).
 constexpr std::string_view take_script = R"lua(
 local n = redis.call('STRLEN', KEYS[1])
-if n == 0 then return {tonumber(redis.call('GET', KEYS[2]) or '0'), 0} end
+if n == 0 or redis.call('GETRANGE', KEYS[1], 0, #ARGV[2] - 1) ~= ARGV[2] then
+  return {tonumber(redis.call('GET', KEYS[2]) or '0'), 0}
+end
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return {redis.call('DECRBY', KEYS[2], n), n}
 )lua";
 
-/// -> used
+/// KEYS[1] session key, KEYS[2] counter; ARGV[1] the header of the value this tier holds -> used.
+/// A value another process replaced is not this tier's to delete.
 constexpr std::string_view erase_script = R"lua(
 local n = redis.call('STRLEN', KEYS[1])
-if n > 0 then
+if n > 0 and redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return redis.call('DECRBY', KEYS[2], n)
 end
 return tonumber(redis.call('GET', KEYS[2]) or '0')
 )lua";
+
+/// The file header of an encoded value: names the value (its payload checksum included), so a
+/// tier deletes or takes only the value it put or adopted.
+std::string header_of(std::span<const std::byte> encoded) {
+    return {reinterpret_cast<const char*>(encoded.data()), std::min(encoded.size(), io::kv_file_header_bytes)};
+}
 
 std::size_t as_size(const redisReply* r) {
     if (r->type == REDIS_REPLY_INTEGER) return r->integer > 0 ? static_cast<std::size_t>(r->integer) : 0;
@@ -137,14 +153,17 @@ void redis_tier::put(kv_entry&& e) {
     const std::string key = key_of(s), staged = staging_key();
     const auto reply = upload(staged, encoded)
                            ? conn_.command({"EVAL", put_script, "3", staged, key, used_key(),
-                                            std::to_string(cfg_.capacity_bytes)})
+                                            std::to_string(cfg_.capacity_bytes), std::to_string(encoded.size())})
                            : io::redis_reply{};
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         ++stats_.puts_failed;  // dropped, like a file tier's failed write: a miss at take
         note_failure();
     } else {
         shared_used_ = as_size(reply->element[1]);
-        if (as_size(reply->element[0]) != 1) {
+        if (as_size(reply->element[0]) == 2) {
+            ++stats_.puts_failed;
+            last_error_ = "put of session " + std::to_string(s.value) + " failed: the staged value expired mid-upload";
+        } else if (as_size(reply->element[0]) != 1) {
             ++stats_.puts_refused;
             last_error_ = "put of session " + std::to_string(s.value) + " refused: " + std::to_string(shared_used_) +
                           " of " + std::to_string(cfg_.capacity_bytes) + " bytes used under '" + cfg_.key_prefix + "'";
@@ -152,21 +171,22 @@ void redis_tier::put(kv_entry&& e) {
     }
     // Indexed whatever happened: the concept's postcondition is contains(s).
     used_ += bytes;
-    index_.insert_or_assign(s, record{std::move(e.meta), bytes, false});
+    index_.insert_or_assign(s, record{std::move(e.meta), bytes, false, header_of(encoded)});
 }
 
 std::optional<kv_entry> redis_tier::take(session_id s) {
     auto it = index_.find(s);
     if (it == index_.end()) throw error("redis_tier: session not stored");
     const std::string staged = staging_key();
-    const auto reply = conn_.command({"EVAL", take_script, "3", key_of(s), used_key(), staged, staging_ttl_ms});
+    const auto reply =
+        conn_.command({"EVAL", take_script, "3", key_of(s), used_key(), staged, staging_ttl_ms, it->second.header});
     std::optional<kv_entry> out;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         ++stats_.take_failures;
         note_failure();
     } else if (shared_used_ = as_size(reply->element[0]); as_size(reply->element[1]) == 0) {
         ++stats_.missing;
-        last_error_ = "session " + std::to_string(s.value) + " is not in the store (taken elsewhere?)";
+        last_error_ = "session " + std::to_string(s.value) + " is not in the store, or holds a value this tier did not put (taken or replaced elsewhere)";
     } else if (const auto bytes = download(staged, as_size(reply->element[1]))) {
         auto res = io::decode_kv_file(*bytes, g_, fingerprint_, s);
         if (res.status != io::decode_status::ok) last_error_ = std::string(io::to_string(res.status));
@@ -186,7 +206,8 @@ void redis_tier::erase(session_id s) {
     auto it = index_.find(s);
     if (it == index_.end()) throw error("redis_tier: session not stored");
     const std::string key = key_of(s), used = used_key();
-    if (const auto reply = conn_.command({"EVAL", erase_script, "2", key, used})) shared_used_ = as_size(reply.get());
+    if (const auto reply = conn_.command({"EVAL", erase_script, "2", key, used, it->second.header}))
+        shared_used_ = as_size(reply.get());
     else note_failure();  // the value stays on the server, still a valid cache for the session
     forget(it);
 }
@@ -250,6 +271,7 @@ std::optional<redis_tier::record> redis_tier::read_index_entry(const std::string
     r.meta.rope_base = h.header.rope_base;
     r.bytes = h.header.file_bytes;
     r.adopted = true;
+    r.header.assign(head->str, head->len);
     if (h.header.tokens > 0) {
         const std::size_t first = io::kv_file_header_bytes, n = h.header.tokens * sizeof(token_id);
         const auto toks = conn_.command({"GETRANGE", key, std::to_string(first), std::to_string(first + n - 1)});
@@ -294,7 +316,9 @@ redis_tier::refresh_result redis_tier::refresh() {
         cursor.assign(page->element[0]->str, page->element[0]->len);
         const redisReply* keys = page->element[1];
         for (std::size_t i = 0; i < keys->elements; ++i) {
-            const std::string key(keys->element[i]->str, keys->element[i]->len);
+            const redisReply* k = keys->element[i];
+            if (k->type != REDIS_REPLY_STRING || k->len <= session_prefix.size()) continue;
+            const std::string key(k->str, k->len);
             std::uint64_t id = 0;
             const char* digits = key.data() + session_prefix.size();
             const auto [end, ec] = std::from_chars(digits, key.data() + key.size(), id);
@@ -304,6 +328,11 @@ redis_tier::refresh_result redis_tier::refresh() {
             auto it = index_.find(s);
             if (it != index_.end() && !it->second.adopted) continue;  // ours: the caller tracks it
             auto rec = read_index_entry(key, s);
+            if (!rec && !conn_.connected()) {  // the server failed: every further key would wait too
+                out.complete = false;
+                note_failure();
+                return out;
+            }
             if (it != index_.end() && rec && same_meta(rec->meta, it->second.meta)) continue;  // unchanged
             if (it != index_.end()) {
                 forget(it);  // rewritten by another process (or now unreadable): re-adopt below

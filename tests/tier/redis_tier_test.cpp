@@ -189,6 +189,9 @@ TEST_CASE("redis_tier: the capacity holds across tiers, a refused put is a miss,
     CHECK(b.take(session_id{3}).has_value());
 }
 
+// A value whose header is not the one this tier wrote (overwritten, another model's, other
+// tokens) is not this tier's: a miss, left in place for whoever wrote it. A value with this
+// tier's header and a damaged payload is damaged: a miss, consumed.
 TEST_CASE("redis_tier: a damaged, stale or foreign value is a miss, never data") {
     test::redis_server srv;
     tier::redis_tier t(config_for(srv, 1 << 20), {G, 42});
@@ -196,34 +199,35 @@ TEST_CASE("redis_tier: a damaged, stale or foreign value is a miss, never data")
     const session_id s{5};
     const std::string key = t.key_of(s);
     t.put(test::contract_entry(5, 9));
-    std::string expected_reason;
+    std::string expected_reason = "did not put";
+    bool ours = false;
     SUBCASE("payload byte overwritten") {
         REQUIRE(c.command({"SETRANGE", key, std::to_string(io::kv_file_header_bytes + 100), "\x5a"}));
         expected_reason = "payload checksum";
+        ours = true;
     }
     SUBCASE("header byte overwritten") {
         REQUIRE(c.command({"SETRANGE", key, "20", "\x5a"}));
-        expected_reason = "header checksum";
     }
     SUBCASE("value replaced by a shorter one") {
         REQUIRE(c.command({"SET", key, "not a kv file"}));
-        expected_reason = "shorter than its header";
     }
     SUBCASE("value written for another model (stale fingerprint)") {
         const auto stale = io::encode_kv_file(test::contract_entry(5, 9), G, 43);
         REQUIRE(c.command({"SET", key, std::string_view(reinterpret_cast<const char*>(stale.data()), stale.size())}));
-        expected_reason = "another model";
     }
     SUBCASE("value of the same session with other tokens") {
         const auto other = io::encode_kv_file(test::contract_entry(5, 10), G, 42);
         REQUIRE(c.command({"SET", key, std::string_view(reinterpret_cast<const char*>(other.data()), other.size())}));
-        expected_reason = "different tokens";
     }
     CHECK_FALSE(t.take(s).has_value());
-    CHECK(t.stats().damaged == 1);
+    CHECK((ours ? t.stats().damaged : t.stats().missing) == 1);
     CHECK(t.last_error().find(expected_reason) != std::string::npos);
     CHECK_FALSE(t.contains(s));
     CHECK(t.used_bytes() == 0);
+    const auto left = c.command({"EXISTS", key});
+    REQUIRE(left);
+    CHECK(left->integer == (ours ? 0 : 1));
 }
 
 TEST_CASE("redis_tier: a hung or dead server is a bounded miss, a restarted one is used again") {
@@ -383,4 +387,23 @@ TEST_CASE("redis_tier: two engine processes share one store, one continues the o
     CHECK(r2.metrics.hit_tier == std::optional<std::size_t>(2));
     hb.check_invariants();
     CHECK_THROWS_AS(eb.resume(late, history), input_error);  // B has its history now
+}
+
+TEST_CASE("redis_tier: a tier erases or takes only the value it put, never a newer one another process wrote") {
+    test::redis_server srv;
+    tier::redis_tier a(config_for(srv, 1 << 20), {G, 42}), b(config_for(srv, 1 << 20), {G, 42});
+    const session_id s{5};
+    a.put(test::contract_entry(5, 9));
+    REQUIRE(b.adopt(s));
+    REQUIRE(b.take(s).has_value());    // B continues the conversation elsewhere ...
+    b.put(test::contract_entry(5, 12));  // ... and stores its newer KV under the same key
+    a.erase(s);                          // A makes room: its own (older) value is gone already
+    auto c = raw(srv);
+    const auto left = c.command({"EXISTS", a.key_of(s)});
+    REQUIRE(left);
+    CHECK(left->integer == 1);
+    const auto newer = b.take(s);
+    REQUIRE(newer.has_value());
+    CHECK(newer->meta.tokens.size() == 12);
+    CHECK(server_used(srv, "t") == 0);
 }

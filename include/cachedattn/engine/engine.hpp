@@ -224,7 +224,8 @@ private:
         const auto stats_before = h_.stats();
         if constexpr (simulated) sim_.mark_device_out();
 
-        h_.adopt_shared(session);  // another process may have stored it (a shared tier)
+        // A conversation another process ran may be in a shared tier (a first turn has nothing to reuse).
+        if (!hist.empty()) h_.adopt_shared(session);
         // A load started while the previous job ran (still in the device tier: nothing moved it).
         std::optional<layer_load> load = loader_.take_pending(session, h_.locate(session) == std::optional<std::size_t>(0));
         if (!load) {
@@ -431,6 +432,7 @@ private:
         const std::size_t end = hist.size();  // tokens in the device entry after the prefill
         const int layers = h_.geometry().layers;
         const bool loading = load.has_value();
+        const double f0 = now();  // the model alone, for the cost meter
         bool prefilled = false;
         if constexpr (requires(Backend& b, std::span<float> l) {
                           b.forward(paged_kv_view<float>{}, std::span<const token_id>{}, true, l, [](int) {});
@@ -466,7 +468,7 @@ private:
         const double t_first = now();
         m.prefill_s = t_first - t_loaded;
         m.ttft_s = t_first - t0;
-        if (!loading) meter_.prefill(todo.size(), end - todo.size(), m.prefill_s);  // compute alone
+        if (!loading) meter_.prefill(todo.size(), end - todo.size(), t_first - f0);
         if (cfg_.record_logits) out.first_logits = logits_;
 
         out.generated.push_back(next_token);
@@ -526,15 +528,29 @@ private:
         const auto& lc = cfg_.load_choice;
         if (lc.how == load_or_recompute::mode::load) return 0;
         if (lc.how == load_or_recompute::mode::recompute) return q.stored_tokens;
+        // Recomputing holds the GPU longer: with jobs waiting, the next one starts that much
+        // later, so the extra compute counts against this turn's gain.
+        const bool others_wait = !queue_.empty();
+        auto extra_compute = [&](auto&& prefill_s, std::size_t x) {
+            if (!others_wait || x == 0) return 0.0;
+            const auto n = static_cast<double>(q.prefill_tokens), kept = static_cast<double>(q.stored_tokens - x);
+            return prefill_s(n + static_cast<double>(x), kept) - prefill_s(n, static_cast<double>(q.stored_tokens));
+        };
         if constexpr (simulated) {
+            auto prefill_s = [&](double n, double c) {
+                return b_.costs().prefill_s(static_cast<std::int64_t>(n), static_cast<std::int64_t>(c));
+            };
             return choose_recompute(q, lc.split, [&](std::size_t x) {
-                return sim_.estimate_ttft(s, q, x, now(), cfg_.preload_buffer_layers, cfg_.size_preload_buffer);
+                return sim_.estimate_ttft(s, q, x, now(), cfg_.preload_buffer_layers, cfg_.size_preload_buffer) +
+                       extra_compute(prefill_s, x);
             });
         } else {
             const auto costs = lc.costs ? lc.costs : meter_.estimate();
             if (!costs) return 0;  // nothing measured yet: load, as the paper does
+            auto prefill_s = [&](double n, double c) { return costs->prefill_s(n, c); };
             return choose_recompute(q, lc.split, [&](std::size_t x) {
-                return estimate_ttft(*costs, q, x, h_.geometry().layers, cfg_.preload_buffer_layers);
+                return estimate_ttft(*costs, q, x, h_.geometry().layers, cfg_.preload_buffer_layers) +
+                       extra_compute(prefill_s, x);
             });
         }
     }

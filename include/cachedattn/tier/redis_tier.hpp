@@ -129,6 +129,7 @@ private:
         kv_meta meta;
         std::size_t bytes = 0;
         bool adopted = false;  ///< put by another process, found by refresh()
+        std::string header;    ///< the value's file header: take and erase act only on this value
     };
     std::optional<record> read_index_entry(const std::string& key, session_id s);
     /// A key no other tier uses, for a value on its way in or out.
