@@ -290,8 +290,7 @@ public:
         if (drop_front) trim_front(*e, std::min(drop_front, e->meta.tokens.size()), geometry());
         if (keep < e->meta.tokens.size()) trim_back(*e, keep, geometry());
         device().put_staged(e->meta);
-        dir_[s] = 0;
-        traits::on_insert(evict_[0], s, event_in(0, device().stored_bytes(s)));
+        enter(s, 0, device().stored_bytes(s));
         stats_.bytes_in[0] += e->data.size();
         return e;
     }
@@ -313,8 +312,7 @@ public:
     void create_on_device(session_id s) {
         if (locate(s)) drop(s);
         device().create(s);
-        dir_[s] = 0;
-        traits::on_insert(evict_[0], s, event_in(0, device().stored_bytes(s)));
+        enter(s, 0, device().stored_bytes(s));
     }
 
     /// Grows `s`'s device entry to hold `tokens` tokens, demoting others to make room.
@@ -464,9 +462,7 @@ private:
     void place_held() {
         if constexpr (tier::shared_tier<std::tuple_element_t<I, tier_tuple>>)
             for (session_id s : std::get<I>(tiers_).held()) {
-                if (dir_.contains(s)) continue;
-                dir_[s] = I;
-                traits::on_insert(evict_[I], s, event_in(I, std::get<I>(tiers_).stored_bytes(s)));
+                if (!dir_.contains(s)) enter(s, I, std::get<I>(tiers_).stored_bytes(s));
             }
     }
 
@@ -501,8 +497,7 @@ private:
         auto one = [&]<std::size_t J>(std::integral_constant<std::size_t, J>) {
             if constexpr (tier::shared_tier<std::tuple_element_t<J, tier_tuple>>) {
                 if (!std::get<J>(tiers_).adopt(s)) return false;
-                dir_[s] = J;
-                traits::on_insert(evict_[J], s, event_in(J, std::get<J>(tiers_).stored_bytes(s)));
+                enter(s, J, std::get<J>(tiers_).stored_bytes(s));
                 return true;
             } else {
                 return false;
@@ -587,9 +582,14 @@ private:
         const session_id s = e.meta.session;
         const std::size_t bytes = charge_in(i, e.meta);
         on_tier(i, [&](auto& t) { t.put(std::move(e)); });
+        enter(s, i, bytes);
+        stats_.bytes_in[i] += bytes;
+    }
+    /// `s` is now held by tier i (`bytes` there): the directory first, so the policy's hook
+    /// can already look the session up.
+    void enter(session_id s, std::size_t i, std::size_t bytes) {
         dir_[s] = i;
         traits::on_insert(evict_[i], s, event_in(i, bytes));
-        stats_.bytes_in[i] += bytes;
     }
     void drop_from(session_id s, std::size_t i, eviction::leave_reason why) {
         if (i == 0) {
