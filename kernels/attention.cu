@@ -9,7 +9,10 @@
 // positions once they land; fragments come from ldmatrix (.trans for V, so no transposed copy
 // exists). Shared rows are padded by 8 elements so ldmatrix hits 32 different banks.
 #include <cfloat>
+#include <mutex>
+#include <set>
 #include <type_traits>
+#include <utility>
 
 #include "cachedattn/cuda/kernels.hpp"
 #include "common.cuh"
@@ -43,13 +46,29 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)
 /// Double-buffered K and V tiles, both row-major [key][head_dim] (V is transposed on the way
 /// into the PV product by ldmatrix.trans, not in memory).
 template <class T, int HD>
-struct smem_layout {
+struct alignas(16) kv_smem {
     T k[2][kBN][HD + kPad];
     T v[2][kBN][HD + kPad];
-    // cos/sin rows of the tile's key positions, prefetched while the previous tile computes.
+};
+/// cos/sin rows of the tile's key positions, prefetched while the previous tile computes: only
+/// in kernels that rotate stored keys (32 KB at head_dim 128 that would otherwise cost a CTA).
+template <int HD>
+struct alignas(16) rope_smem {
     float cs[kBN][HD / 2];
     float sn[kBN][HD / 2];
 };
+/// The CTA's rotated query rows, read by ldmatrix (kernels whose warps take two row tiles:
+/// their Q fragments would not fit in registers beside twice the accumulators).
+template <class T, int HD, int R>
+struct alignas(16) q_smem {
+    T q[R][HD + kPad];
+};
+template <int>
+struct no_smem {};
+template <class T, int HD, bool RopeK, int QRows>
+struct smem_layout : kv_smem<T, HD>,
+                     std::conditional_t<RopeK, rope_smem<HD>, no_smem<0>>,
+                     std::conditional_t<(QRows > 0), q_smem<T, HD, QRows>, no_smem<1>> {};
 
 /// Keys each split of a sequence's `keys` covers: an equal share rounded up to whole tiles
 /// (split s takes [s * share, (s + 1) * share)). The attention, decode and merge kernels agree
@@ -90,13 +109,24 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
                  : "r"(a));
 }
 
-/// kWarps warps of 16 query rows each: 8 for prefill (each K/V tile serves 128 rows), 4 when
-/// the rows fit in 64 (decode, short prefills).
-template <class T, int HD, int kWarps>
+/// kWarps warps of 16 * MT query rows each. MT = 1: Q fragments live in registers; 8 warps for
+/// prefill (each K/V tile serves 128 rows), 4 when the rows fit in 64 (decode, short
+/// prefills). MT = 2 (FlashAttention-2's shape: 4 warps x 32 rows): Q stays in shared memory
+/// and every K/V fragment read from shared memory feeds two row tiles, halving shared-memory
+/// traffic per MMA. RopeK: stored keys are rotated as they land. KeySplit (decode with up to
+/// 16 query rows per KV head, i.e. GQA): the warps share one row tile and split each K/V tile's
+/// keys four ways, so a tile's MMAs run on every warp instead of one; the warps' softmax
+/// states are merged in shared memory at the end.
+template <class T, int HD, int kWarps, int MT, bool RopeK, bool KeySplit = false>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a) {
-    constexpr int kBM = 16 * kWarps;  // query rows per CTA
+    static_assert(!KeySplit || MT == 1);
+    constexpr int kWR = 16 * MT;                          // query rows per warp
+    constexpr int kBM = KeySplit ? 16 : kWR * kWarps;     // query rows per CTA
+    constexpr int kKW = KeySplit ? kBN / kWarps : kBN;    // keys of each tile a warp takes
+    static_assert(kKW % 16 == 0);
+    constexpr bool kQSmem = MT > 1;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    auto& sm = *reinterpret_cast<smem_layout<T, HD>*>(smem_raw);
+    auto& sm = *reinterpret_cast<smem_layout<T, HD, RopeK, kQSmem ? kBM : 0>*>(smem_raw);
     constexpr int half = HD / 2;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = blockIdx.y;
@@ -139,23 +169,30 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
         }
     };
     // Issues the copies of the cos/sin rows of tile `kt`'s key positions.
-    auto load_rope = [&](std::int64_t kt) {
-        for (int it = tid; it < kBN * (half / 4); it += kWarps * 32) {
-            const int j = it / (half / 4), d0 = (it % (half / 4)) * 4;
-            const bool ok = kt + j < kstop;
-            const std::size_t row = ok ? static_cast<std::size_t>(kt + j) * half + d0 : 0;
-            cp_async16(&sm.cs[j][d0], a.rope_cos + row, ok ? 16 : 0);
-            cp_async16(&sm.sn[j][d0], a.rope_sin + row, ok ? 16 : 0);
+    [[maybe_unused]] auto load_rope = [&](std::int64_t kt) {
+        if constexpr (RopeK) {
+            for (int it = tid; it < kBN * (half / 4); it += kWarps * 32) {
+                const int j = it / (half / 4), d0 = (it % (half / 4)) * 4;
+                const bool ok = kt + j < kstop;
+                const std::size_t row = ok ? static_cast<std::size_t>(kt + j) * half + d0 : 0;
+                cp_async16(&sm.cs[j][d0], a.rope_cos + row, ok ? 16 : 0);
+                cp_async16(&sm.sn[j][d0], a.rope_sin + row, ok ? 16 : 0);
+            }
         }
     };
     if (kbeg < kstop) {
         load_tile(kbeg, 0);
-        if (a.rope_k) load_rope(kbeg);
+        load_rope(kbeg);
         cp_async_commit();
     }
 
-    // ---- Q tile -> shared (rotated to its position; staged in buffer 1) -> registers
-    static_assert(kBM <= 2 * kBN, "Q is staged in buffer 1's K and V");
+    // ---- Q tile -> shared (rotated to its position), then registers (MT = 1; staged in
+    // buffer 1) or read in place by ldmatrix (MT = 2; its own region)
+    static_assert(kQSmem || kBM <= 2 * kBN, "Q is staged in buffer 1's K and V");
+    auto q_row = [&](int r) -> T* {
+        if constexpr (kQSmem) return &sm.q[r][0];
+        else return r < kBN ? &sm.k[1][r][0] : &sm.v[1][r - kBN][0];
+    };
     const T* q = static_cast<const T*>(a.q);
     for (int it = tid; it < kBM * (half / 8); it += kWarps * 32) {
         const int r = it / (half / 8), d0 = (it % (half / 8)) * 8;
@@ -170,17 +207,21 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
                 detail::rotate8(lo, hi, a.rope_cos + row, a.rope_sin + row);
             }
         }
-        T* dst = r < kBN ? &sm.k[1][r][0] : &sm.v[1][r - kBN][0];
+        T* dst = q_row(r);
         detail::store8(dst + d0, lo);
         detail::store8(dst + d0 + half, hi);
     }
     __syncthreads();
-    const int ra = warp * 16 + lane / 4, rb = ra + 8;  // this thread's two rows in the tile
+    // This thread's two rows in row tile mt of its warp: ra(mt) and ra(mt) + 8.
+    const int r0 = (KeySplit ? 0 : warp * kWR) + lane / 4;
+    const int key0 = KeySplit ? warp * kKW : 0;  // this warp's first key within each tile
     const int cq = (lane % 4) * 2;
-    std::uint32_t qa[HD / 16][4];
-    {
-        const T* qra = ra < kBN ? &sm.k[1][ra][0] : &sm.v[1][ra - kBN][0];
-        const T* qrb = rb < kBN ? &sm.k[1][rb][0] : &sm.v[1][rb - kBN][0];
+    // ldmatrix addresses: lane l feeds row (l % 8) of 8x8 matrix (l / 8).
+    const int lm = lane / 8, lr = lane % 8;
+    std::uint32_t qa[kQSmem ? 1 : HD / 16][4];
+    if constexpr (!kQSmem) {
+        const T* qra = q_row(r0);
+        const T* qrb = q_row(r0 + 8);
 #pragma unroll
         for (int kk = 0; kk < HD / 16; ++kk) {
             qa[kk][0] = *reinterpret_cast<const std::uint32_t*>(qra + kk * 16 + cq);
@@ -188,20 +229,28 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
             qa[kk][2] = *reinterpret_cast<const std::uint32_t*>(qra + kk * 16 + cq + 8);
             qa[kk][3] = *reinterpret_cast<const std::uint32_t*>(qrb + kk * 16 + cq + 8);
         }
+        __syncthreads();  // buffer 1 is free for tile 1
     }
-    __syncthreads();  // buffer 1 is free for tile 1
-    const bool warp_live = m0 + warp * 16 < rows;
-    // Exclusive key limits of the two rows (0 for padding rows: they see nothing).
-    const std::int64_t lim_a = m0 + ra < rows ? seq.base + (m0 + ra) / group + 1 : 0;
-    const std::int64_t lim_b = m0 + rb < rows ? seq.base + (m0 + rb) / group + 1 : 0;
-    const float scale = (a.scale > 0 ? a.scale : rsqrtf(static_cast<float>(HD))) * 1.4426950408889634f;
-    // ldmatrix addresses: lane l feeds row (l % 8) of 8x8 matrix (l / 8).
-    const int lm = lane / 8, lr = lane % 8;
-
-    float o[HD / 8][4];
+    const bool warp_live = KeySplit || m0 + warp * kWR < rows;
+    // Exclusive key limits of each row (0 for padding rows: they see nothing).
+    std::int64_t lim_a[MT], lim_b[MT];
 #pragma unroll
-    for (int nt = 0; nt < HD / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+    for (int mt = 0; mt < MT; ++mt) {
+        const int ra = r0 + mt * 16, rb = ra + 8;
+        lim_a[mt] = m0 + ra < rows ? seq.base + (m0 + ra) / group + 1 : 0;
+        lim_b[mt] = m0 + rb < rows ? seq.base + (m0 + rb) / group + 1 : 0;
+    }
+    const float scale = (a.scale > 0 ? a.scale : rsqrtf(static_cast<float>(HD))) * 1.4426950408889634f;
+
+    float o[MT][HD / 8][4];
+    float m_a[MT], m_b[MT], l_a[MT], l_b[MT];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; ++nt) o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
+        m_a[mt] = m_b[mt] = -INFINITY;
+        l_a[mt] = l_b[mt] = 0.f;
+    }
 
     int buf = 0;
     for (std::int64_t kt = kbeg; kt < kstop; kt += kBN, buf ^= 1) {
@@ -214,7 +263,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
             cp_async_wait<0>();
         }
         __syncthreads();
-        if (a.rope_k) {  // rotate the landed keys in place, each at its own position
+        if constexpr (RopeK) {  // rotate the landed keys in place, each at its own position
             static_assert(kBN * (HD / 16) % (kWarps * 32) == 0);
 #pragma unroll
             for (int u = 0; u < kBN * (HD / 16) / (kWarps * 32); ++u) {
@@ -233,115 +282,196 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
                 cp_async_commit();
             }
         }
-        // Tiles wholly inside every row's causal window (and the split) need no mask.
-        const bool unmasked = kt + kBN <= kend && kt + kBN <= seq.base + (m0 + warp * 16) / group + 1 &&
-                              m0 + warp * 16 + 15 < rows;
         if (warp_live) {
-            float s[kBN / 8][4];
+            float s[MT][kKW / 8][4];
 #pragma unroll
-            for (int nt = 0; nt < kBN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+            for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int kk = 0; kk < HD / 16; ++kk)
+                for (int nt = 0; nt < kKW / 8; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
 #pragma unroll
-                for (int nt = 0; nt < kBN / 8; nt += 2) {
+            for (int kk = 0; kk < HD / 16; ++kk) {
+                std::uint32_t qf[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    if constexpr (kQSmem) {
+                        // Rows +8 for matrices 1, 3; dims +8 for matrices 2, 3: an A fragment.
+                        ldmatrix_x4(qf[mt], q_row(r0 - lane / 4 + mt * 16 + (lm % 2) * 8 + lr) + kk * 16 + (lm / 2) * 8);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) qf[mt][e] = qa[kk][e];
+                    }
+                }
+#pragma unroll
+                for (int nt = 0; nt < kKW / 8; nt += 2) {
                     // Keys nt*8.. (+8 for matrices 2, 3), dims kk*16 (+8 for matrices 1, 3).
                     std::uint32_t kb[4];
-                    ldmatrix_x4(kb, &sm.k[buf][nt * 8 + (lm / 2) * 8 + lr][kk * 16 + (lm % 2) * 8]);
-                    mma16816<T>(s[nt], qa[kk], kb[0], kb[1]);
-                    mma16816<T>(s[nt + 1], qa[kk], kb[2], kb[3]);
+                    ldmatrix_x4(kb, &sm.k[buf][key0 + nt * 8 + (lm / 2) * 8 + lr][kk * 16 + (lm % 2) * 8]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        mma16816<T>(s[mt][nt], qf[mt], kb[0], kb[1]);
+                        mma16816<T>(s[mt][nt + 1], qf[mt], kb[2], kb[3]);
+                    }
                 }
-            float mx_a = -INFINITY, mx_b = -INFINITY;
-            if (unmasked) {
+            }
+            std::uint32_t pa[MT][kKW / 16][4];
 #pragma unroll
-                for (int nt = 0; nt < kBN / 8; ++nt)
+            for (int mt = 0; mt < MT; ++mt) {
+                const int t0 = m0 + r0 - lane / 4 + mt * 16;  // first row of this row tile
+                // Tiles wholly inside every row's causal window (and the split) need no mask.
+                const bool unmasked = kt + kBN <= kend && kt + kBN <= seq.base + t0 / group + 1 && t0 + 15 < rows;
+                if (unmasked) {
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) s[nt][e] *= scale;
-            } else {
+                    for (int nt = 0; nt < kKW / 8; ++nt)
 #pragma unroll
-                for (int nt = 0; nt < kBN / 8; ++nt)
+                        for (int e = 0; e < 4; ++e) s[mt][nt][e] *= scale;
+                } else {
+#pragma unroll
+                    for (int nt = 0; nt < kKW / 8; ++nt)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            const std::int64_t key = kt + key0 + nt * 8 + cq + e;
+                            s[mt][nt][e] = key < lim_a[mt] && key < kend ? s[mt][nt][e] * scale : -INFINITY;
+                            s[mt][nt][2 + e] = key < lim_b[mt] && key < kend ? s[mt][nt][2 + e] * scale : -INFINITY;
+                        }
+                }
+                float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+                for (int nt = 0; nt < kKW / 8; ++nt) {
+                    mx_a = fmaxf(mx_a, fmaxf(s[mt][nt][0], s[mt][nt][1]));
+                    mx_b = fmaxf(mx_b, fmaxf(s[mt][nt][2], s[mt][nt][3]));
+                }
+                const float mn_a = fmaxf(m_a[mt], quad_max(mx_a)), mn_b = fmaxf(m_b[mt], quad_max(mx_b));
+                const float al_a = m_a[mt] == -INFINITY ? 0.f : exp2f(m_a[mt] - mn_a);
+                const float al_b = m_b[mt] == -INFINITY ? 0.f : exp2f(m_b[mt] - mn_b);
+                m_a[mt] = mn_a;
+                m_b[mt] = mn_b;
+                float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < kKW / 8; ++nt)
 #pragma unroll
                     for (int e = 0; e < 2; ++e) {
-                        const std::int64_t key = kt + nt * 8 + cq + e;
-                        s[nt][e] = key < lim_a && key < kend ? s[nt][e] * scale : -INFINITY;
-                        s[nt][2 + e] = key < lim_b && key < kend ? s[nt][2 + e] * scale : -INFINITY;
+                        s[mt][nt][e] = s[mt][nt][e] == -INFINITY ? 0.f : exp2f(s[mt][nt][e] - mn_a);
+                        s[mt][nt][2 + e] = s[mt][nt][2 + e] == -INFINITY ? 0.f : exp2f(s[mt][nt][2 + e] - mn_b);
+                        sum_a += s[mt][nt][e];
+                        sum_b += s[mt][nt][2 + e];
                     }
-            }
+                l_a[mt] = l_a[mt] * al_a + sum_a;  // per-thread partial sums; the quad is reduced at the end
+                l_b[mt] = l_b[mt] * al_b + sum_b;
 #pragma unroll
-            for (int nt = 0; nt < kBN / 8; ++nt) {
-                mx_a = fmaxf(mx_a, fmaxf(s[nt][0], s[nt][1]));
-                mx_b = fmaxf(mx_b, fmaxf(s[nt][2], s[nt][3]));
-            }
-            const float mn_a = fmaxf(m_a, quad_max(mx_a)), mn_b = fmaxf(m_b, quad_max(mx_b));
-            const float al_a = m_a == -INFINITY ? 0.f : exp2f(m_a - mn_a);
-            const float al_b = m_b == -INFINITY ? 0.f : exp2f(m_b - mn_b);
-            m_a = mn_a;
-            m_b = mn_b;
-            float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < kBN / 8; ++nt)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    s[nt][e] = s[nt][e] == -INFINITY ? 0.f : exp2f(s[nt][e] - mn_a);
-                    s[nt][2 + e] = s[nt][2 + e] == -INFINITY ? 0.f : exp2f(s[nt][2 + e] - mn_b);
-                    sum_a += s[nt][e];
-                    sum_b += s[nt][2 + e];
+                for (int nt = 0; nt < HD / 8; ++nt) {
+                    o[mt][nt][0] *= al_a;
+                    o[mt][nt][1] *= al_a;
+                    o[mt][nt][2] *= al_b;
+                    o[mt][nt][3] *= al_b;
                 }
-            l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced at the end
-            l_b = l_b * al_b + sum_b;
+                // P (the S accumulators of two adjacent key octets) is exactly an A fragment.
 #pragma unroll
-            for (int nt = 0; nt < HD / 8; ++nt) {
-                o[nt][0] *= al_a;
-                o[nt][1] *= al_a;
-                o[nt][2] *= al_b;
-                o[nt][3] *= al_b;
+                for (int j = 0; j < kKW / 16; ++j) {
+                    pa[mt][j][0] = elem<T>::pack(s[mt][2 * j][0], s[mt][2 * j][1]);
+                    pa[mt][j][1] = elem<T>::pack(s[mt][2 * j][2], s[mt][2 * j][3]);
+                    pa[mt][j][2] = elem<T>::pack(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+                    pa[mt][j][3] = elem<T>::pack(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+                }
             }
-            // P (the S accumulators of two adjacent key octets) is exactly an A fragment.
 #pragma unroll
-            for (int j = 0; j < kBN / 16; ++j) {
-                const std::uint32_t pa[4] = {elem<T>::pack(s[2 * j][0], s[2 * j][1]),
-                                             elem<T>::pack(s[2 * j][2], s[2 * j][3]),
-                                             elem<T>::pack(s[2 * j + 1][0], s[2 * j + 1][1]),
-                                             elem<T>::pack(s[2 * j + 1][2], s[2 * j + 1][3])};
+            for (int j = 0; j < kKW / 16; ++j)
 #pragma unroll
                 for (int nt = 0; nt < HD / 8; nt += 2) {
                     // Keys j*16 (+8 for matrices 1, 3), dims nt*8 (+8 for matrices 2, 3), transposed.
                     std::uint32_t vb[4];
-                    ldmatrix_x4_trans(vb, &sm.v[buf][j * 16 + (lm % 2) * 8 + lr][nt * 8 + (lm / 2) * 8]);
-                    mma16816<T>(o[nt], pa, vb[0], vb[1]);
-                    mma16816<T>(o[nt + 1], pa, vb[2], vb[3]);
+                    ldmatrix_x4_trans(vb, &sm.v[buf][key0 + j * 16 + (lm % 2) * 8 + lr][nt * 8 + (lm / 2) * 8]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        mma16816<T>(o[mt][nt], pa[mt][j], vb[0], vb[1]);
+                        mma16816<T>(o[mt][nt + 1], pa[mt][j], vb[2], vb[3]);
+                    }
                 }
-            }
         }
         __syncthreads();  // every warp is done with `buf` before the next iteration refills it
     }
-    if (!warp_live) return;
-    l_a = quad_sum(l_a);
-    l_b = quad_sum(l_b);
-    const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
     const std::int64_t rows_total = a.tokens * a.heads;
+    if constexpr (KeySplit) {
+        // Each warp holds its key slices' softmax state of the same 16 rows: merge them through
+        // the (now idle) K/V buffers, [warp][row][dim] partial outputs then [warp][row] (m, l).
+        static_assert(sizeof(float) * kWarps * 16 * (HD + 2) <= sizeof(kv_smem<T, HD>));
+        __syncthreads();  // reached by every thread: no warp returned early
+        float* po = reinterpret_cast<float*>(&sm.k[0][0][0]);
+        float* pml = po + kWarps * 16 * HD;
+        const int ra = lane / 4, rb = ra + 8;
+        const float sl_a = quad_sum(l_a[0]), sl_b = quad_sum(l_b[0]);
 #pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-        const int r = hr == 0 ? ra : rb;
-        if (m0 + r >= rows) continue;
-        const int i = (m0 + r) / group, hq = g * group + (m0 + r) % group;
-        const std::int64_t grow = (seq.q_row + i) * a.heads + hq;
-        const float inv = hr == 0 ? inv_a : inv_b;
-        if (a.splits == 1) {
-            T* dst = static_cast<T*>(a.o) + static_cast<std::size_t>(grow) * HD;
+        for (int nt = 0; nt < HD / 8; ++nt) {
+            *reinterpret_cast<float2*>(po + (warp * 16 + ra) * HD + nt * 8 + cq) = make_float2(o[0][nt][0], o[0][nt][1]);
+            *reinterpret_cast<float2*>(po + (warp * 16 + rb) * HD + nt * 8 + cq) = make_float2(o[0][nt][2], o[0][nt][3]);
+        }
+        if (lane % 4 == 0) {
+            pml[(warp * 16 + ra) * 2] = m_a[0];
+            pml[(warp * 16 + ra) * 2 + 1] = sl_a;
+            pml[(warp * 16 + rb) * 2] = m_b[0];
+            pml[(warp * 16 + rb) * 2 + 1] = sl_b;
+        }
+        __syncthreads();
+        const int live = min(16, rows - m0);
+        for (int it = tid; it < live * HD; it += kWarps * 32) {
+            const int r = it / HD, d = it % HD;
+            float mx = -INFINITY;
 #pragma unroll
-            for (int nt = 0; nt < HD / 8; ++nt)
-                *reinterpret_cast<std::uint32_t*>(dst + nt * 8 + cq) =
-                    elem<T>::pack(o[nt][2 * hr] * inv, o[nt][2 * hr + 1] * inv);
-        } else {
-            float* po = a.workspace + (static_cast<std::size_t>(split) * rows_total + grow) * HD;
+            for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, pml[(w * 16 + r) * 2]);
+            float num = 0.f, den = 0.f;
 #pragma unroll
-            for (int nt = 0; nt < HD / 8; ++nt)
-                *reinterpret_cast<float2*>(po + nt * 8 + cq) = make_float2(o[nt][2 * hr] * inv, o[nt][2 * hr + 1] * inv);
-            if (lane % 4 == 0) {
-                float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD +
-                            (static_cast<std::size_t>(split) * rows_total + grow) * 2;
-                ml[0] = hr == 0 ? m_a : m_b;
-                ml[1] = hr == 0 ? l_a : l_b;
+            for (int w = 0; w < kWarps; ++w) {
+                const float mw = pml[(w * 16 + r) * 2];
+                if (mw == -INFINITY) continue;  // a slice with no visible key
+                const float f = exp2f(mw - mx);
+                num += f * po[(w * 16 + r) * HD + d];
+                den += f * pml[(w * 16 + r) * 2 + 1];
+            }
+            const int i = (m0 + r) / group, hq = g * group + (m0 + r) % group;
+            const std::int64_t grow = (seq.q_row + i) * a.heads + hq;
+            if (a.splits == 1) {
+                static_cast<T*>(a.o)[static_cast<std::size_t>(grow) * HD + d] = elem<T>::from(den > 0.f ? num / den : 0.f);
+            } else {
+                a.workspace[(static_cast<std::size_t>(split) * rows_total + grow) * HD + d] = den > 0.f ? num / den : 0.f;
+                if (d == 0) {
+                    float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD +
+                                (static_cast<std::size_t>(split) * rows_total + grow) * 2;
+                    ml[0] = mx;
+                    ml[1] = den;
+                }
+            }
+        }
+        return;
+    }
+    if (!warp_live) return;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        const float sl_a = quad_sum(l_a[mt]), sl_b = quad_sum(l_b[mt]);
+        const float inv_a = sl_a > 0.f ? 1.f / sl_a : 0.f, inv_b = sl_b > 0.f ? 1.f / sl_b : 0.f;
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+            const int r = r0 + mt * 16 + hr * 8;
+            if (m0 + r >= rows) continue;
+            const int i = (m0 + r) / group, hq = g * group + (m0 + r) % group;
+            const std::int64_t grow = (seq.q_row + i) * a.heads + hq;
+            const float inv = hr == 0 ? inv_a : inv_b;
+            if (a.splits == 1) {
+                T* dst = static_cast<T*>(a.o) + static_cast<std::size_t>(grow) * HD;
+#pragma unroll
+                for (int nt = 0; nt < HD / 8; ++nt)
+                    *reinterpret_cast<std::uint32_t*>(dst + nt * 8 + cq) =
+                        elem<T>::pack(o[mt][nt][2 * hr] * inv, o[mt][nt][2 * hr + 1] * inv);
+            } else {
+                float* po = a.workspace + (static_cast<std::size_t>(split) * rows_total + grow) * HD;
+#pragma unroll
+                for (int nt = 0; nt < HD / 8; ++nt)
+                    *reinterpret_cast<float2*>(po + nt * 8 + cq) =
+                        make_float2(o[mt][nt][2 * hr] * inv, o[mt][nt][2 * hr + 1] * inv);
+                if (lane % 4 == 0) {
+                    float* ml = a.workspace + static_cast<std::size_t>(a.splits) * rows_total * HD +
+                                (static_cast<std::size_t>(split) * rows_total + grow) * 2;
+                    ml[0] = hr == 0 ? m_a[mt] : m_b[mt];
+                    ml[1] = hr == 0 ? sl_a : sl_b;
+                }
             }
         }
     }
@@ -353,10 +483,13 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
 // it is a streaming problem: what matters is bytes in flight. One CTA (4 warps) per (sequence,
 // kv head, split); each warp takes 8 (4 for GQA-8) key-instructions per step, a key spread
 // over HD/8 lanes that each own 4 dims of each RoPE half (so the rotation needs no shuffles),
-// and issues all of its K/V loads before using any. Keys stored pre-RoPE are rotated with
-// angles computed in place (double-precision reduction, then __sincosf): no table traffic.
-// The warps' softmax states are merged in shared memory at the end.
-template <class T, int HD, int G>
+// and issues all of its K/V loads before using any. Keys stored pre-RoPE are rotated by the
+// angles of the same cos/sin table every other kernel reads, never by angles of its own (a
+// table built another way, e.g. with scaled positions, is followed as is): each warp step
+// loads the row of its first key with the K/V, and steps to the next keys with the table's
+// row KPI (RoPE angles add with position), 16 registers in place of 8 per key in flight.
+// The warps' softmax states are merged in shared memory.
+template <class T, int HD, int G, bool RopeK>
 __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
     constexpr int kW = 4;
     constexpr int LPK = HD / 8;    // lanes per key
@@ -370,6 +503,9 @@ __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
     const int g = blockIdx.x;
     const int b = blockIdx.y / a.splits, split = blockIdx.y % a.splits;
     const attn_seq seq = a.seqs[b];
+    // Only sequences with exactly one new token are decoded here; one with none (a batch slot
+    // left empty) has no query row of its own: q_row may be another sequence's.
+    if (seq.n != 1) return;
     const std::int64_t keys = seq.base + 1;
     const std::int64_t per_split = keys_per_split(keys, a.splits);
     const std::int64_t kbeg = split * per_split;
@@ -394,17 +530,14 @@ __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
             q[r][4 + i] = hi * scale;
         }
     }
-    // This lane's 4 frequencies, and the rotation by KPI positions that steps from one of its
-    // keys to the next within a warp step (exact angles once per step, then 4 FMAs per key).
-    double inv_f[4];
-    float step_c[4], step_s[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        inv_f[i] = pow(static_cast<double>(a.rope_theta), -2.0 * (4 * j + i) / HD);
-        step_c[i] = static_cast<float>(cos(KPI * inv_f[i]));
-        step_s[i] = static_cast<float>(sin(KPI * inv_f[i]));
+    // The table's rotation by KPI positions (row KPI: the angles of one step), when it has the row.
+    float4 step_c = make_float4(1.f, 1.f, 1.f, 1.f), step_s = make_float4(0.f, 0.f, 0.f, 0.f);
+    if constexpr (RopeK) {
+        if (KPI < keys) {
+            step_c = __ldg(reinterpret_cast<const float4*>(a.rope_cos + static_cast<std::size_t>(KPI) * half + 4 * j));
+            step_s = __ldg(reinterpret_cast<const float4*>(a.rope_sin + static_cast<std::size_t>(KPI) * half + 4 * j));
+        }
     }
-
     float m[G], l[G], o[G][8];
 #pragma unroll
     for (int r = 0; r < G; ++r) {
@@ -421,6 +554,14 @@ __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
     for (std::int64_t k0 = kbeg + static_cast<std::int64_t>(warp) * U * KPI; k0 < kend;
          k0 += static_cast<std::int64_t>(kW) * U * KPI) {
         uint2 kl[U], kh[U], vl[U], vh[U];
+        float4 rc = make_float4(0.f, 0.f, 0.f, 0.f), rs = rc;  // the table row of key k0 + sub
+        if constexpr (RopeK) {
+            if (k0 + sub < kend) {
+                const std::size_t row = static_cast<std::size_t>(k0 + sub) * half + 4 * j;
+                rc = __ldg(reinterpret_cast<const float4*>(a.rope_cos + row));
+                rs = __ldg(reinterpret_cast<const float4*>(a.rope_sin + row));
+            }
+        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const std::int64_t t = k0 + u * KPI + sub;
@@ -437,15 +578,6 @@ __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
             }
         }
         float s[U][G];
-        float rc[4], rs[4];  // cos/sin of this lane's current key position
-        if (a.rope_k) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const double ang = static_cast<double>(k0 + sub) * inv_f[i];
-                const double red = fma(-rint(ang * 0.15915494309189535), 6.283185307179586, ang);
-                __sincosf(static_cast<float>(red), &rs[i], &rc[i]);
-            }
-        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const std::int64_t t = k0 + u * KPI + sub;
@@ -454,19 +586,25 @@ __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {
             float kv[8];
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                float lo = elem<T>::to(klo[i]), hi = elem<T>::to(khi[i]);
-                if (a.rope_k) {
-                    if (u > 0) {  // advance by KPI positions
-                        const float c = rc[i];
-                        rc[i] = c * step_c[i] - rs[i] * step_s[i];
-                        rs[i] = rs[i] * step_c[i] + c * step_s[i];
-                    }
-                    const float x = lo;
-                    lo = x * rc[i] - hi * rs[i];
-                    hi = x * rs[i] + hi * rc[i];
+                kv[i] = elem<T>::to(klo[i]);
+                kv[4 + i] = elem<T>::to(khi[i]);
+            }
+            if constexpr (RopeK) {
+                if (u > 0) {  // advance by KPI positions
+                    const float4 c = rc;
+                    rc = make_float4(c.x * step_c.x - rs.x * step_s.x, c.y * step_c.y - rs.y * step_s.y,
+                                     c.z * step_c.z - rs.z * step_s.z, c.w * step_c.w - rs.w * step_s.w);
+                    rs = make_float4(rs.x * step_c.x + c.x * step_s.x, rs.y * step_c.y + c.y * step_s.y,
+                                     rs.z * step_c.z + c.z * step_s.z, rs.w * step_c.w + c.w * step_s.w);
                 }
-                kv[i] = lo;
-                kv[4 + i] = hi;
+                const float c[4] = {rc.x, rc.y, rc.z, rc.w};
+                const float sn[4] = {rs.x, rs.y, rs.z, rs.w};
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {  // as detail::rotate8
+                    const float lo = kv[i], hi = kv[4 + i];
+                    kv[i] = lo * c[i] - hi * sn[i];
+                    kv[4 + i] = lo * sn[i] + hi * c[i];
+                }
             }
 #pragma unroll
             for (int r = 0; r < G; ++r) {
@@ -591,37 +729,54 @@ __global__ void merge_splits_kernel(attention_args a) {
     }
 }
 
-template <class T, int HD, int W>
-void launch_warps(const attention_args& a, cudaStream_t stream) {
+/// Raises a kernel's dynamic shared memory limit on the current device, once per (kernel,
+/// device): the attribute is per device, so a process that uses a second GPU opts in there too.
+void opt_in_smem(const void* kernel, int bytes, const char* what) {
+    int device = 0;
+    detail::check(cudaGetDevice(&device), "cudaGetDevice");
+    static std::mutex m;
+    static std::set<std::pair<const void*, int>> done;
+    std::lock_guard lock(m);
+    if (done.contains({kernel, device})) return;
+    detail::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), what);
+    done.insert({kernel, device});
+}
+
+template <class T, int HD, int W, int MT, bool KeySplit, bool RopeK>
+void launch_tiled(const attention_args& a, cudaStream_t stream) {
+    constexpr int rows = KeySplit ? 16 : 16 * MT * W;
     const int group = a.heads / a.kv_heads;
-    const dim3 grid((a.max_new * group + 16 * W - 1) / (16 * W), a.kv_heads, a.batch * a.splits);
-    constexpr int smem = sizeof(smem_layout<T, HD>);
-    static bool configured = [] {
-        detail::check(cudaFuncSetAttribute(attention_kernel<T, HD, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                      "cudaFuncSetAttribute(attention_kernel)");
-        return true;
-    }();
-    (void)configured;
-    attention_kernel<T, HD, W><<<grid, W * 32, smem, stream>>>(a);
+    const dim3 grid((a.max_new * group + rows - 1) / rows, a.kv_heads, a.batch * a.splits);
+    constexpr int smem = sizeof(smem_layout<T, HD, RopeK, (MT > 1 ? rows : 0)>);
+    const auto kernel = attention_kernel<T, HD, W, MT, RopeK, KeySplit>;
+    opt_in_smem(reinterpret_cast<const void*>(kernel), smem, "cudaFuncSetAttribute(attention_kernel)");
+    kernel<<<grid, W * 32, smem, stream>>>(a);
     detail::check_launch("attention_kernel");
+}
+template <class T, int HD, int W, int MT, bool KeySplit = false>
+void launch_tiled(const attention_args& a, cudaStream_t stream) {
+    if (a.rope_k) launch_tiled<T, HD, W, MT, KeySplit, true>(a, stream);
+    else launch_tiled<T, HD, W, MT, KeySplit, false>(a, stream);
 }
 
 template <class T, int HD, int G>
 void launch_decode(const attention_args& a, cudaStream_t stream) {
-    decode_kernel<T, HD, G><<<dim3(a.kv_heads, a.batch * a.splits), 128, 0, stream>>>(a);
+    const dim3 grid(a.kv_heads, a.batch * a.splits);
+    if (a.rope_k) decode_kernel<T, HD, G, true><<<grid, 128, 0, stream>>>(a);
+    else decode_kernel<T, HD, G, false><<<grid, 128, 0, stream>>>(a);
     detail::check_launch("decode_kernel");
 }
 
 template <class T, int HD>
 void launch(const attention_args& a, cudaStream_t stream) {
+    using path = attention_args::path;
     const int group = a.heads / a.kv_heads;
     // Measured on an H200 (docs/results.md): the CUDA-core decode kernel streams MHA decode at
     // ~0.6 of copy bandwidth against ~0.4 for the tiled kernel, but with 8 query heads per KV
     // head its registers cap residency and the tiled kernel is faster; forcing either path
     // works for every group in {1, 2, 4, 8}.
     const bool decode_ok = a.max_new == 1 && (group == 1 || group == 2 || group == 4 || group == 8);
-    const bool decode = decode_ok && (a.kernel == attention_args::path::decode ||
-                                      (a.kernel == attention_args::path::automatic && group <= 2));
+    const bool decode = decode_ok && (a.kernel == path::decode || (a.kernel == path::automatic && group <= 2));
     if (decode) {
         switch (group) {
             case 1: launch_decode<T, HD, 1>(a, stream); break;
@@ -629,10 +784,14 @@ void launch(const attention_args& a, cudaStream_t stream) {
             case 4: launch_decode<T, HD, 4>(a, stream); break;
             default: launch_decode<T, HD, 8>(a, stream); break;
         }
+    } else if (a.kernel == path::wide) {
+        launch_tiled<T, HD, 4, 2>(a, stream);
+    } else if (a.kernel == path::split_keys) {
+        launch_tiled<T, HD, 4, 1, true>(a, stream);
     } else if (a.max_new * group > 64) {
-        launch_warps<T, HD, 8>(a, stream);
+        launch_tiled<T, HD, 8, 1>(a, stream);
     } else {
-        launch_warps<T, HD, 4>(a, stream);
+        launch_tiled<T, HD, 4, 1>(a, stream);
     }
     if (a.splits > 1) {
         merge_splits_kernel<T, HD><<<dim3(a.max_new * a.heads, a.batch), HD, 0, stream>>>(a);

@@ -8,7 +8,11 @@
 //   - batch decode, 64 sequences x 4K tokens (bytes read / time vs the copy bandwidth);
 //   - host-to-device pre-load through the device tier's copy_layer vs one cudaMemcpyAsync;
 //   - cache-hit prefill of LLaMA-2-13B shapes (random weights): layer-wise loading on a copy
-//     stream, one event per layer that the compute stream waits on, vs max(load, compute).
+//     stream, one event per layer that the compute stream waits on, vs max(load, compute);
+//     then the same turn through the engine (cuda_backend, device + DRAM tiers), whose loader
+//     does exactly that, against a whole load before the prefill and a resident history.
+// Prefill attention is timed with the 16-rows-per-warp kernel (automatic) and the 32-rows one
+// (path::wide) in the same run.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <cachedattn/backend/cuda_backend.hpp>
+#include <cachedattn/cachedattn.hpp>
 #include <cachedattn/cuda/kernels.hpp>
 #include <cachedattn/cuda/runtime.hpp>
 #include <cachedattn/cuda/transformer.hpp>
@@ -160,9 +166,15 @@ int main(int argc, char** argv) {
         paged_layer p(ca::dtype::bf16, H, H, D, 1, 0, S);
         cu::device_buffer q(static_cast<std::size_t>(S) * H * D * 2), o(q.size());
         k::fill_random(ca::dtype::bf16, q.get(), q.size() / 2, 2, s);
+        const double flops = 4.0 * S * S / 2 * D * H;
         const double ms = time_ms(s, [&] { attention(p, ca::dtype::bf16, S, S, false, q.get(), o.get(), 1, nullptr); });
+        const double wide = time_ms(s, [&] {
+            attention(p, ca::dtype::bf16, S, S, false, q.get(), o.get(), 1, nullptr, k::attention_args::path::wide);
+        });
         r.add("prefill4k_ms", ms);
-        r.add("prefill4k_TFLOPs", 4.0 * S * S / 2 * D * H / ms / 1e9);
+        r.add("prefill4k_TFLOPs", flops / ms / 1e9);
+        r.add("prefill4k_wide_ms", wide);
+        r.add("prefill4k_wide_TFLOPs", flops / wide / 1e9);
     }
     // ---- 512 new tokens over a cached prefix, RoPE applied to stored keys in the kernel
     for (int prefix : {4096, 16384}) {
@@ -171,7 +183,11 @@ int main(int argc, char** argv) {
         cu::device_buffer q(static_cast<std::size_t>(n) * H * D * 2), o(q.size());
         k::fill_random(ca::dtype::bf16, q.get(), q.size() / 2, 3, s);
         const double ms = time_ms(s, [&] { attention(p, ca::dtype::bf16, n, n, true, q.get(), o.get(), 1, nullptr); });
+        const double wide = time_ms(s, [&] {
+            attention(p, ca::dtype::bf16, n, n, true, q.get(), o.get(), 1, nullptr, k::attention_args::path::wide);
+        });
         r.add("prefix" + std::to_string(prefix / 1024) + "k_new512_rope_ms", ms);
+        r.add("prefix" + std::to_string(prefix / 1024) + "k_new512_rope_wide_ms", wide);
     }
     // ---- batch decode: 64 sequences x 4K tokens (13B: 40 heads MHA; 70B: 64 heads over 8 KV heads)
     for (auto [H, KVH, tag] : {std::tuple{40, 40, "mha40"}, std::tuple{32, 16, "gqa32x16"}, std::tuple{32, 8, "gqa32x8"},
@@ -197,6 +213,11 @@ int main(int argc, char** argv) {
             attention(p, ca::dtype::bf16, B, 1, true, q.get(), o.get(), 1, nullptr, k::attention_args::path::decode);
         });
         r.add(std::string("decode64x4k_") + tag + "_cudacore_GBps", bytes / cc / 1e6);
+        // The tiled kernel whose warps split each tile's keys (one 16-row tile per KV head).
+        const double sk = time_ms(s, [&] {
+            attention(p, ca::dtype::bf16, B, 1, true, q.get(), o.get(), 1, nullptr, k::attention_args::path::split_keys);
+        });
+        r.add(std::string("decode64x4k_") + tag + "_splitkeys_GBps", bytes / sk / 1e6);
     }
 
     // ---- host-to-device pre-load: the device tier's layer copies vs one cudaMemcpyAsync
@@ -242,7 +263,8 @@ int main(int argc, char** argv) {
     // ---- cache-hit prefill, LLaMA-2-13B shapes, random weights: 2048 cached + 256 new tokens
     {
         auto cfg = ca::model::model_config::llama2_13b();
-        cu::transformer model(cfg, 5);
+        ca::backend::cuda_backend backend(cfg, 5);
+        cu::transformer& model = backend.model();
         const ca::model_geometry g = cfg.geometry();
         const std::int64_t prefix = 2048, n = 256;
         const std::size_t blocks = g.blocks_for(static_cast<std::size_t>(prefix + n));
@@ -277,8 +299,9 @@ int main(int argc, char** argv) {
         }, 1, 5);
         const double overlapped = wall_ms([&] {
             enqueue_load();
-            model.forward(v, toks, true, logits, [&](int l) {
+            model.forward(v, toks, true, logits, [&](int l, const ca::fence&) -> ca::fence {
                 cu::check(cudaStreamWaitEvent(model.stream(), ready[static_cast<std::size_t>(l)]->get(), 0), "wait");
+                return {};
             });
         }, 1, 5);
         const double load_first = wall_ms([&] {
@@ -291,6 +314,47 @@ int main(int argc, char** argv) {
         r.add("hit13b_layerwise_ms", overlapped);
         r.add("hit13b_load_then_compute_ms", load_first);
         r.add("hit13b_ratio_vs_max", overlapped / std::max(load, compute));
+
+        // The same turn through the engine: a 2048-token history in DRAM (pinned: it left the
+        // device tier), 256 new tokens; TTFT as the engine measures it (find, load, prefill).
+        using H = ca::kv_hierarchy<ca::tiers<ca::tier::device_tier, ca::tier::host_tier>, ca::eviction::lru,
+                                   ca::prefetch::none, ca::truncation::drop_oldest, ca::posenc::decoupled_rope>;
+        typename H::config hc;
+        std::get<0>(hc.tiers).capacity_bytes = 4 * g.blocks_for(4096) * g.block_bytes();
+        std::get<0>(hc.tiers).memory = cu::device_memory();
+        std::get<1>(hc.tiers).capacity_bytes = 8 * g.blocks_for(4096) * g.block_bytes();
+        H kv(hc, g, backend.weights_id());
+        std::vector<ca::token_id> history(static_cast<std::size_t>(prefix));
+        for (std::size_t i = 0; i < history.size(); ++i) history[i] = static_cast<ca::token_id>((i * 31) % cfg.vocab);
+        std::uint64_t next = 100;
+        // buffer: preload_buffer_layers (-1: the whole load before the prefill); resident: no demotion.
+        auto engine_ttft = [&](int buffer, bool resident) {
+            std::vector<double> t;
+            for (int rep = 0; rep < 6; ++rep) {
+                ca::engine eng(kv, backend, {.preload_buffer_layers = buffer, .preload_next_job = false});
+                const ca::session_id sid{next++};
+                eng.run_turn(sid, history, 1);
+                eng.synchronize();
+                if (!resident) kv.demote(sid);
+                const auto m = eng.run_turn(sid, toks, 1).metrics;
+                if ((m.hit_tier ? *m.hit_tier : 9u) != (resident ? 0u : 1u))
+                    throw ca::error("device bench: the engine turn did not hit the expected tier");
+                eng.end_session(sid);
+                eng.synchronize();
+                if (rep > 0) t.push_back(m.ttft_s * 1e3);  // the first warms the pinned cache
+            }
+            std::sort(t.begin(), t.end());
+            return t[t.size() / 2];
+        };
+        const double e_resident = engine_ttft(1, true);
+        const double e_layerwise = engine_ttft(1, false);
+        const double e_layerwise0 = engine_ttft(0, false);
+        const double e_whole = engine_ttft(-1, false);
+        r.add("hit13b_engine_resident_ms", e_resident);
+        r.add("hit13b_engine_layerwise_ms", e_layerwise);
+        r.add("hit13b_engine_layerwise_buffer0_ms", e_layerwise0);
+        r.add("hit13b_engine_whole_load_first_ms", e_whole);
+        r.add("hit13b_engine_ratio_vs_max", e_layerwise / std::max(load, e_resident));
     }
     r.write(out, device);
     std::printf("wrote %s\n", out);

@@ -81,17 +81,30 @@ def main():
         rows.append((what, value, goal))
     if "prefill4k_fa2_TFLOPs" in peers:
         row("prefill 4K causal: ours / FA2 (TFLOP/s ratio)", ours["prefill4k_TFLOPs"] / peers["prefill4k_fa2_TFLOPs"], ">= 1.0")
+    if "prefill4k_fa2_TFLOPs" in peers and "prefill4k_wide_TFLOPs" in ours:
+        row("prefill 4K causal, 32 rows/warp: ours / FA2", ours["prefill4k_wide_TFLOPs"] / peers["prefill4k_fa2_TFLOPs"], ">= 1.1")
     if "prefill4k_cudnn_TFLOPs" in peers:
         row("prefill 4K causal: ours / cuDNN", ours["prefill4k_TFLOPs"] / peers["prefill4k_cudnn_TFLOPs"], "")
+        if "prefill4k_wide_TFLOPs" in ours:
+            row("prefill 4K causal, 32 rows/warp: ours / cuDNN", ours["prefill4k_wide_TFLOPs"] / peers["prefill4k_cudnn_TFLOPs"], ">= 0.8")
     for p in (4, 16):
         key = f"prefix{p}k_new512"
         if peers.get(f"{key}_peer_ms"):
             row(f"512 new over {p}K prefix, RoPE on keys: peer / ours", peers[f"{key}_peer_ms"] / ours[f"{key}_rope_ms"], ">= 1.2")
+            if f"{key}_rope_wide_ms" in ours:
+                row(f"  the same, 32 rows/warp: peer / ours", peers[f"{key}_peer_ms"] / ours[f"{key}_rope_wide_ms"], ">= 1.2")
     for tag in ("mha40", "gqa32x16", "gqa32x8", "gqa64x8"):
-        row(f"decode 64x4K {tag}: bandwidth / d2d copy", ours[f"decode64x4k_{tag}_GBps"] / ours["d2d_copy_GBps"], ">= 0.8")
+        row(f"decode 64x4K {tag}: bandwidth / d2d copy", ours[f"decode64x4k_{tag}_GBps"] / ours["d2d_copy_GBps"], ">= 0.85")
+        for kernel in ("cudacore", "tensorcore", "splitkeys"):
+            if f"decode64x4k_{tag}_{kernel}_GBps" in ours:
+                row(f"  {kernel}", ours[f"decode64x4k_{tag}_{kernel}_GBps"] / ours["d2d_copy_GBps"], ">= 0.85")
     row("pre-load via device tier (pageable): plain memcpy / ours", ours["preload_ratio_vs_plain"], ">= 0.9")
     row("pre-load via device tier (pinned): plain memcpy / ours", ours["preload_ratio_vs_plain_pinned"], ">= 0.9")
     row("13B cache-hit prefill: layer-wise / max(load, compute)", ours["hit13b_ratio_vs_max"], "<= 1.15")
+    if "hit13b_engine_ratio_vs_max" in ours:
+        row("13B cache-hit TTFT via the engine: layer-wise / max(load, resident)", ours["hit13b_engine_ratio_vs_max"], "<= 1.15")
+        row("13B cache-hit TTFT via the engine: whole load first / layer-wise",
+            ours["hit13b_engine_whole_load_first_ms"] / ours["hit13b_engine_layerwise_ms"], "> 1")
     print(f"\n{'ratio':<58} {'value':>8}  goal")
     for what, value, goal in rows:
         print(f"{what:<58} {value:8.3f}  {goal}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything issue 5 measures on a GPU, in one run: GPU tests, compute-sanitizer (memcheck) on the
+# Everything issues 5 and 15 measure on a GPU, in one run: GPU tests, compute-sanitizer (memcheck) on the
 # kernel tests, the device benchmark and its PyTorch peers, then a table of ratios.
 #
 #   bench/cuda/run_device_checks.sh [BIN_DIR] [OUT_DIR]
@@ -29,6 +29,11 @@ echo "== compute-sanitizer memcheck (kernel tests)"
 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/cachedattn_cuda_tests" \
   -tc='fused*,append*,rope_inplace*,kernel*' >"$OUT_DIR/memcheck.log" 2>&1
 echo "memcheck exit: $?"; tail -4 "$OUT_DIR/memcheck.log"
+# Shared-memory races: the key-split kernel merges its warps' states through the K/V buffers.
+echo "== compute-sanitizer racecheck (fused attention)"
+timeout 300 compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/cachedattn_cuda_tests" \
+  -tc='fused*' >"$OUT_DIR/racecheck.log" 2>&1
+echo "racecheck exit: $?"; tail -4 "$OUT_DIR/racecheck.log"
 echo "== device benchmark"
 "$BIN/cachedattn_device_bench" "$OUT_DIR/ours.json" 2>&1 | tee "$OUT_DIR/bench.log" || status=1
 echo "== PyTorch peers"

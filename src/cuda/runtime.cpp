@@ -60,6 +60,14 @@ event::~event() {
 void event::record(cudaStream_t s) { check(cudaEventRecord(e_, s), "cudaEventRecord"); }
 void event::synchronize() const { check(cudaEventSynchronize(e_), "cudaEventSynchronize"); }
 
+void wait_on(const fence& f, cudaStream_t s) {
+    if (!f) return;
+    if (const auto* e = dynamic_cast<const event_fence*>(f.get()))
+        check(cudaStreamWaitEvent(s, e->get(), 0), "cudaStreamWaitEvent");
+    else
+        f->wait();
+}
+
 struct pinned_memory_resource::state {
     mutable std::mutex mu;
     std::multimap<std::size_t, void*> free;  // size -> buffer
@@ -135,7 +143,7 @@ void device_pool_memory::within_pool(std::byte* dst, const std::byte* src, std::
 }
 
 namespace {
-/// Queues the copies and waits once. Runs of equal-sized copies whose sources and destinations
+/// Queues the copies on the calling thread's stream. Runs of equal-sized copies whose sources and destinations
 /// advance by constant strides (one layer of consecutive blocks: the usual case, since the
 /// device tier hands out low block ids first) become one strided cudaMemcpy2DAsync, so a
 /// layer-wise load is a few large DMA transfers instead of one small one per block.
@@ -162,12 +170,23 @@ void copy_many(std::span<const tier::copy_op> ops, cudaMemcpyKind kind) {
         check(cudaMemcpyAsync(ops[i].dst, ops[i].src, ops[i].n, kind, cudaStreamPerThread), "cudaMemcpyAsync (device tier)");
         ++i;
     }
+}
+void copy_many_and_wait(std::span<const tier::copy_op> ops, cudaMemcpyKind kind) {
+    copy_many(ops, kind);
     check(cudaStreamSynchronize(cudaStreamPerThread), "cudaStreamSynchronize (device tier)");
 }
 }  // namespace
 
-void device_pool_memory::to_pool(std::span<const tier::copy_op> ops) const { copy_many(ops, cudaMemcpyHostToDevice); }
-void device_pool_memory::from_pool(std::span<const tier::copy_op> ops) const { copy_many(ops, cudaMemcpyDeviceToHost); }
+void device_pool_memory::to_pool(std::span<const tier::copy_op> ops) const {
+    copy_many_and_wait(ops, cudaMemcpyHostToDevice);
+}
+void device_pool_memory::from_pool(std::span<const tier::copy_op> ops) const {
+    copy_many_and_wait(ops, cudaMemcpyDeviceToHost);
+}
+fence device_pool_memory::to_pool_async(std::span<const tier::copy_op> ops) const {
+    copy_many(ops, cudaMemcpyHostToDevice);
+    return std::make_shared<const event_fence>(cudaStreamPerThread);
+}
 
 std::shared_ptr<const tier::pool_memory> device_memory() {
     static const auto m = std::make_shared<const device_pool_memory>();

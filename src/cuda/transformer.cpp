@@ -59,7 +59,6 @@ struct transformer::impl {
     std::vector<layer> layers;
     // Scratch, grown to the largest call.
     device_buffer x, xn, q, k, v, att, gate, up, tokens, table, seq, logits, work;
-    std::vector<std::unique_ptr<event>> appended;  // per layer: its new K/V are in the pool
     int sms = 0;
 
     ~impl() {
@@ -120,7 +119,6 @@ void transformer::impl::finish() {
     check(cudaMemcpyAsync(rope_sin.get(), sn.data(), sn.size() * sizeof(float), cudaMemcpyHostToDevice, s), "rope upload");
     logits = device_buffer(static_cast<std::size_t>(cfg.vocab) * sizeof(float));
     seq = device_buffer(sizeof(kernels::attn_seq));
-    for (int l = 0; l < cfg.layers; ++l) appended.push_back(std::make_unique<event>());
     compute.synchronize();
 }
 
@@ -203,7 +201,7 @@ const float* transformer::rope_cos() const noexcept { return p_->rope_cos.as<flo
 const float* transformer::rope_sin() const noexcept { return p_->rope_sin.as<float>(); }
 
 void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
-                          std::span<float> logits, const std::function<void(int)>& before_layer) {
+                          std::span<float> logits, const layer_hook& before_layer) {
     impl& m = *p_;
     const auto& cfg = m.cfg;
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
@@ -264,6 +262,7 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
     check(cudaStreamSynchronize(s), "upload");
 
     kernels::embedding(cfg.type, m.tokens.as<std::int32_t>(), n, m.embedding.get(), cfg.dim, m.x.as<float>(), s);
+    fence written;  // layer l-1's new K/V are in the pool
     for (int l = 0; l < cfg.layers; ++l) {
         layer& w = m.layers[static_cast<std::size_t>(l)];
         kernels::rmsnorm(cfg.type, m.x.as<float>(), w.attn_norm.as<float>(), m.xn.get(), n, cfg.dim, cfg.norm_eps, s);
@@ -274,9 +273,8 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
         m.add_bias(w.bk, m.k.get(), n, static_cast<int>(KV));
         m.add_bias(w.bv, m.v.get(), n, static_cast<int>(KV));
         if (before_layer) {
-            // The hook may copy layer l-1's new K/V out (asynchronous saving): it must be there.
-            if (l > 0) m.appended[static_cast<std::size_t>(l - 1)]->synchronize();
-            before_layer(l);
+            wait_on(before_layer(l, written), s);  // layer l's history copy, on the GPU
+            written.reset();
         }
         kernels::append_args ap;
         ap.type = cfg.type;
@@ -296,7 +294,8 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
         ap.rope_sin = m.rope_sin.as<float>();
         ap.keys_pre_rope = keys_pre_rope;
         kernels::append_kv(ap, s);
-        m.appended[static_cast<std::size_t>(l)]->record(s);
+        // What a saver of layer l's new K/V waits on (off this thread).
+        if (before_layer) written = std::make_shared<const event_fence>(s);
 
         kernels::attention_args at;
         at.type = cfg.type;
@@ -317,7 +316,6 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
         at.rope_sin = m.rope_sin.as<float>();
         at.rope_q = true;
         at.rope_k = keys_pre_rope;
-        at.rope_theta = cfg.rope().theta;
         at.splits = splits;
         at.workspace = m.work.as<float>();
         kernels::attention(at, s);

@@ -94,8 +94,10 @@ TEST_CASE("cuda backend rejects a host-memory KV pool and a wrong dtype") {
 
 namespace {
 
+/// `buffer`: the engine's preload_buffer_layers (-1: whole loads before the prefill; 0 and up:
+/// layer-wise loads whose per-layer events the compute stream waits on).
 template <class PosEnc>
-void reuse_equals_recompute_on_gpu(dtype t, std::uint64_t seed) {
+void reuse_equals_recompute_on_gpu(dtype t, std::uint64_t seed, int buffer = 1) {
     backend::cuda_backend b(gpu_tiny(t), seed);
     using H = test::stack3<eviction::lru, PosEnc>;
     const std::size_t per_token = b.geometry().kv_bytes_per_token();
@@ -104,7 +106,7 @@ void reuse_equals_recompute_on_gpu(dtype t, std::uint64_t seed) {
     auto cfg = test::capacities<H>(160 * per_token, 160 * per_token, 4000 * per_token, dir.path());
     std::get<0>(cfg.tiers).memory = cuda::device_memory();
     H h(cfg, b.geometry(), b.weights_id());
-    engine eng(h, b, {.retain_across_turns = true, .record_logits = true});
+    engine eng(h, b, {.retain_across_turns = true, .record_logits = true, .preload_buffer_layers = buffer});
     std::mt19937_64 rng(seed);
     std::array<int, 4> hits{};
     double worst = 0;
@@ -135,7 +137,7 @@ void reuse_equals_recompute_on_gpu(dtype t, std::uint64_t seed) {
         }
     }
     eng.synchronize();
-    MESSAGE(std::string(to_string(t)) << " " << std::string(PosEnc::name) << ": hits device/host/file/miss " << hits[0] << "/" << hits[1] << "/"
+    MESSAGE(std::string(to_string(t)) << " " << std::string(PosEnc::name) << " buffer " << buffer << ": hits device/host/file/miss " << hits[0] << "/" << hits[1] << "/"
                          << hits[2] << "/" << hits[3] << ", worst rel L2 vs recompute " << worst);
     CHECK(hits[0] > 0);
     CHECK(hits[1] > 0);
@@ -148,6 +150,10 @@ TEST_CASE("reuse equals recompute on the CUDA backend: HBM pool, async saving, h
     reuse_equals_recompute_on_gpu<posenc::decoupled_rope>(dtype::f16, 11);
     reuse_equals_recompute_on_gpu<posenc::decoupled_rope>(dtype::bf16, 12);
     reuse_equals_recompute_on_gpu<posenc::coupled_rope>(dtype::f16, 13);
+    // Layer-wise loading with no read buffer (the compute stream waits on every layer's event
+    // right behind the copy) and whole loads first, for contrast.
+    reuse_equals_recompute_on_gpu<posenc::decoupled_rope>(dtype::bf16, 14, 0);
+    reuse_equals_recompute_on_gpu<posenc::decoupled_rope>(dtype::bf16, 14, -1);
 }
 
 TEST_CASE("entries leaving an HBM device tier are pinned host memory, reused by size, and load back exactly") {

@@ -11,13 +11,14 @@ struct attn_case {
     bool pre_rope;  // keys stored before RoPE (decoupled) or rotated (coupled)
     int splits = 1;
     k::attention_args::path path = k::attention_args::path::automatic;
+    float theta = 10000.0f;  // the RoPE table's base: every kernel must follow the table it is given
 };
 
 /// Runs the fused attention on a scrambled paged pool and returns rel L2 error vs f64.
 double run_attention(ca::dtype t, const attn_case& c, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
     const int bt = 16, layers = 2, layer = 1, hd = c.head_dim;
-    const ca::rope_table rope(hd, 4096, {});
+    const ca::rope_table rope(hd, 4096, {c.theta});
     const std::size_t block_elems = static_cast<std::size_t>(2 * layers * c.kv_heads * bt * hd);
     std::int64_t tokens = 0;
     std::size_t blocks_needed = 0;
@@ -139,18 +140,28 @@ TEST_CASE("fused paged attention equals the f64 reference (f16/bf16, head_dim 64
         for (int hd : {64, 128})
             for (auto [heads, kvh] : {std::pair{4, 4}, std::pair{4, 2}, std::pair{8, 2}, std::pair{16, 2}})
                 for (bool pre : {true, false}) {
-                    std::vector<attn_case> cases = {
-                        {{{0, 77}}, heads, kvh, hd, pre},                     // prefill from nothing
-                        {{{37, 130}}, heads, kvh, hd, pre},                   // prefill over a cached prefix
-                        {{{300, 64}, {5, 3}, {0, 20}}, heads, kvh, hd, pre},  // a batch of sequences
-                        {{{190, 40}}, heads, kvh, hd, pre, 3},                // split-KV prefill
-                    };
-                    // Decode (n = 1 everywhere) through both kernels.
-                    for (path p : {path::decode, path::tensor_core}) {
+                    std::vector<attn_case> cases;
+                    // Prefill through the 16-rows-per-warp kernel (automatic), the 32-rows one and the
+                    // key-splitting one (16 rows per CTA).
+                    for (path p : {path::automatic, path::wide, path::split_keys}) {
+                        cases.push_back({{{0, 77}}, heads, kvh, hd, pre, 1, p});                     // from nothing
+                        cases.push_back({{{37, 130}}, heads, kvh, hd, pre, 1, p});                   // over a cached prefix
+                        cases.push_back({{{300, 64}, {5, 3}, {0, 20}}, heads, kvh, hd, pre, 1, p});  // a batch
+                        cases.push_back({{{190, 40}}, heads, kvh, hd, pre, 3, p});                   // split-KV
+                        cases.push_back({{{1500, 300}}, heads, kvh, hd, pre, 1, p, 500000.0f});     // LLaMA-3 table
+                    }
+                    // Decode (n <= 1 everywhere) through every kernel.
+                    for (path p : {path::decode, path::tensor_core, path::split_keys}) {
                         cases.push_back({{{0, 1}}, heads, kvh, hd, pre, 1, p});  // first token
                         cases.push_back({{{100, 1}}, heads, kvh, hd, pre, 1, p});
                         cases.push_back({{{700, 1}, {250, 1}, {3, 1}}, heads, kvh, hd, pre, 4, p});  // split-KV decode
                         cases.push_back({{{1000, 1}, {63, 1}}, heads, kvh, hd, pre, 1, p});
+                        // An empty batch slot (n = 0) shares its q_row with the next sequence:
+                        // only that sequence may write the row.
+                        cases.push_back({{{100, 1}, {50, 0}, {30, 1}}, heads, kvh, hd, pre, 1, p});
+                        // Keys rotated by a table with another base: decode once computed its own
+                        // angles from a theta it was told separately.
+                        cases.push_back({{{3000, 1}, {17, 1}}, heads, kvh, hd, pre, 1, p, 500000.0f});
                     }
                     for (const auto& c : cases) {
                         const double err = run_attention(t, c, ++seed);
@@ -163,6 +174,7 @@ TEST_CASE("fused paged attention equals the f64 reference (f16/bf16, head_dim 64
                         CAPTURE(c.seqs[0].first);
                         CAPTURE(c.seqs[0].second);
                         CAPTURE(c.splits);
+                        CAPTURE(c.theta);
                         const int kernel = static_cast<int>(c.path);
                         CAPTURE(kernel);
                         CHECK(err <= 1e-2);

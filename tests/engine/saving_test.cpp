@@ -1,6 +1,10 @@
 // Asynchronous saving and next-job pre-loading: no save is lost, a saved copy equals the
 // device's KV, saving changes no decision and no logit, and a pre-load that its job never
 // uses (the session was moved first) still leaves correct KV behind.
+#include <future>
+#include <numeric>
+#include <thread>
+
 #include "../support.hpp"
 
 using namespace cachedattn;
@@ -260,4 +264,63 @@ TEST_CASE("emulated link: copies over the device link take bytes / bandwidth") {
     auto bad = test::capacities<H>(1 << 20, 1 << 20, 1 << 20, other.path());
     std::get<0>(bad.tiers).link_bytes_per_s = -1;
     CHECK_THROWS_AS(H(bad, b.geometry(), b.weights_id()), config_error);
+}
+
+namespace {
+
+/// A fence the test opens by hand: the device's write of a layer, still running.
+class gate_fence final : public device_fence {
+public:
+    void wait() const override { done_.wait(); }
+    void open() { p_.set_value(); }
+
+private:
+    std::promise<void> p_;
+    std::shared_future<void> done_ = p_.get_future().share();
+};
+
+}  // namespace
+
+TEST_CASE("asynchronous saving copies a layer only once the fence of its write completes") {
+    // The cuda backend hands the saver an event for each layer's new K/V and goes on queueing
+    // while the GPU writes them: the save thread must wait for the event, not copy at once.
+    const model_geometry g = model::model_config::tiny().geometry();
+    tier::device_tier dev({.capacity_bytes = 16 * g.block_bytes()}, {g, 1});
+    saved_copies copies;
+    saving::async_save::writer<tier::device_tier> w(saving::save_context<tier::device_tier>{dev, copies, g});
+    const session_id s{1};
+    const std::int64_t n = 20;
+    dev.create(s);
+    dev.reserve(s, static_cast<std::size_t>(n));
+    const auto view = dev.view(s);
+    auto fill = [&](float x) {
+        for (int l = 0; l < g.layers; ++l)
+            for (int h = 0; h < g.kv_heads; ++h)
+                for (std::int64_t t = 0; t < n; ++t) {
+                    std::fill_n(view.k(l, h, t), g.head_dim, x);
+                    std::fill_n(view.v(l, h, t), g.head_dim, x);
+                }
+    };
+    fill(1.0f);  // what the blocks held before
+    turn_metrics m;
+    w.begin(s, 0, nullptr, m);
+    auto written = std::make_shared<gate_fence>();
+    w.layer_done(0, static_cast<std::size_t>(n), m, written);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));  // a saver that did not wait has copied by now
+    fill(2.0f);  // the device writes the layer
+    written->open();
+    dev.commit(s, std::vector<token_id>(static_cast<std::size_t>(n), 3));
+    w.end(m);
+    w.synchronize();
+    const auto copy = copies.peek(s);
+    REQUIRE(copy != nullptr);
+    // The copy has the device's layout with the session's blocks in order.
+    std::vector<std::int32_t> in_order(dev.block_ids(s).size());
+    std::iota(in_order.begin(), in_order.end(), 0);
+    const auto saved = paged_kv_view<float>::over(const_cast<std::byte*>(copy->data.data()), in_order, g, 0, n, false);
+    std::size_t stale = 0;
+    for (int h = 0; h < g.kv_heads; ++h)
+        for (std::int64_t t = 0; t < n; ++t)
+            for (int d = 0; d < g.head_dim; ++d) stale += (saved.k(0, h, t)[d] != 2.0f) + (saved.v(0, h, t)[d] != 2.0f);
+    CHECK(stale == 0);
 }

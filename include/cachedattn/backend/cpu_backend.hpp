@@ -4,9 +4,11 @@
 /// ground truth every other backend and kernel is tested against.
 #include <bit>
 #include <filesystem>
+#include <type_traits>
 #include <utility>
 
 #include "cachedattn/backend/concept.hpp"
+#include "cachedattn/core/fence.hpp"
 #include "cachedattn/model/hf_checkpoint.hpp"
 #include "cachedattn/model/transformer.hpp"
 
@@ -49,11 +51,17 @@ public:
                  std::span<float> logits) {
         model_.forward(kv, tokens, keys_pre_rope, logits);
     }
-    /// The same with a hook run before each layer touches the KV (layer-wise pre-loading).
+    /// The same with a hook run before each layer touches the KV (layer-wise pre-loading). A
+    /// hook may return a fence for the layer's history (a pool that copies asynchronously):
+    /// this thread waits on it, since here the host is the compute. The model writes each
+    /// layer's KV before it returns, so the hook gets no fence for it.
     template <class BeforeLayer>
     void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
                  std::span<float> logits, BeforeLayer&& before_layer) {
-        model_.forward(kv, tokens, keys_pre_rope, logits, std::forward<BeforeLayer>(before_layer));
+        model_.forward(kv, tokens, keys_pre_rope, logits, [&](int l) {
+            if constexpr (std::is_void_v<std::invoke_result_t<BeforeLayer&, int>>) before_layer(l);
+            else wait(before_layer(l));
+        });
     }
 
 private:

@@ -9,6 +9,7 @@
 ///                    host, file}}, b.geometry(), b.weights_id());
 ///     engine eng(h, b);
 #include <functional>
+#include <type_traits>
 #include <utility>
 
 #include "cachedattn/backend/concept.hpp"
@@ -42,11 +43,25 @@ public:
                  std::span<float> logits) {
         model_.forward(kv, tokens, keys_pre_rope, logits);
     }
-    /// With the engine's per-layer hook (layer-wise pre-loading and saving).
+    /// With the engine's per-layer hook (layer-wise pre-loading and saving): `before_layer(l,
+    /// written)` gets the event of layer l-1's new K/V (for the saver to wait on off this
+    /// thread) and may return the fence of layer l's load, which the compute stream waits on.
     template <class BeforeLayer>
     void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
                  std::span<float> logits, BeforeLayer&& before_layer) {
-        model_.forward(kv, tokens, keys_pre_rope, logits, std::function<void(int)>(std::ref(before_layer)));
+        model_.forward(kv, tokens, keys_pre_rope, logits, [&](int l, const fence& written) -> fence {
+            if constexpr (std::is_invocable_r_v<fence, BeforeLayer&, int, const fence&>) {
+                return before_layer(l, written);
+            } else {  // a hook that knows nothing of fences: the layer must be written for it
+                wait(written);
+                if constexpr (std::is_void_v<std::invoke_result_t<BeforeLayer&, int>>) {
+                    before_layer(l);
+                    return {};
+                } else {
+                    return before_layer(l);
+                }
+            }
+        });
     }
 
 private:

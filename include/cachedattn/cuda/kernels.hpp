@@ -42,22 +42,25 @@ struct attention_args {
     int layer = 0, heads = 0, kv_heads = 0, head_dim = 0, block_tokens = 0;
     const attn_seq* seqs = nullptr;  ///< device array of `batch`
     int batch = 0;
-    int max_new = 0;  ///< max n over the batch (sizes the grid)
+    int max_new = 0;  ///< max n over the batch (sizes the grid; rows past it are not computed)
     const float* rope_cos = nullptr;  ///< device [positions][head_dim/2]
     const float* rope_sin = nullptr;
     bool rope_q = true, rope_k = true;
-    /// RoPE base: the decode kernel computes key angles in place of reading the table.
-    float rope_theta = 10000.0f;
     float scale = 0;  ///< softmax scale (1/sqrt(head_dim) when 0)
     /// Split-KV: each (sequence, kv head, query tile) is split over `splits` key ranges whose
     /// partial results a second kernel merges (decode of few long sequences fills the GPU).
     int splits = 1;
     float* workspace = nullptr;  ///< attention_workspace_floats(...) floats when splits > 1
-    /// Which kernel runs decode (every sequence has n == 1 and the group is 1, 2, 4 or 8):
+    /// Which kernel runs. Decode (every sequence has n <= 1, the group is 1, 2, 4 or 8):
     /// `automatic` picks the CUDA-core decode kernel for groups of 1 or 2 query heads per KV
     /// head and the tiled tensor-core kernel otherwise (measured: docs/results.md); `decode`
-    /// and `tensor_core` force one (tests run both).
-    enum class path : std::uint8_t { automatic, tensor_core, decode } kernel = path::automatic;
+    /// and `tensor_core` force one (tests run both). Otherwise the tiled kernel with 16 query
+    /// rows per warp; `wide` forces the tiled kernel with 32 rows per warp and Q in shared
+    /// memory (FlashAttention-2's shape); `split_keys` forces the tiled kernel whose four warps
+    /// share one 16-row tile and split each K/V tile's keys (GQA decode: a group's rows fill
+    /// one tile, and every warp does MMAs). Neither is an automatic choice yet: they wait for
+    /// a device run (bench/cuda/run_device_checks.sh) to show them faster.
+    enum class path : std::uint8_t { automatic, tensor_core, decode, wide, split_keys } kernel = path::automatic;
 };
 std::size_t attention_workspace_floats(int splits, std::int64_t tokens, int heads, int head_dim) noexcept;
 void attention(const attention_args& a, cudaStream_t stream);

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "cachedattn/core/error.hpp"
+#include "cachedattn/core/fence.hpp"
 #include "cachedattn/tier/pool_memory.hpp"
 
 namespace cachedattn::cuda {
@@ -97,6 +98,21 @@ private:
     cudaEvent_t e_ = nullptr;
 };
 
+/// A fence that is a CUDA event recorded on a stream when the fence is made: what the compute
+/// stream waits on for a layer's copy, and an I/O thread for a layer's new KV.
+class event_fence final : public device_fence {
+public:
+    explicit event_fence(cudaStream_t s) { e_.record(s); }
+    void wait() const override { e_.synchronize(); }
+    cudaEvent_t get() const noexcept { return e_.get(); }
+
+private:
+    event e_;
+};
+/// Makes stream `s` wait for `f` without blocking the host when `f` is an event; any other
+/// fence is waited for here. Empty fences are complete.
+void wait_on(const fence& f, cudaStream_t s);
+
 /// Pinned (page-locked) host memory for KV entries: what the copy engines read and write at
 /// full link speed (pageable memory is staged by the driver at a fraction of it). Page-locking
 /// costs about as much as the copy it speeds up, so freed buffers are kept by exact size and
@@ -120,7 +136,7 @@ private:
 pinned_memory_resource& pinned_memory();
 
 /// The device tier's pool in HBM. Copies run on the calling thread's own stream
-/// (cudaStreamPerThread) and are waited for, so the engine's loader and saver threads copy
+/// (cudaStreamPerThread) and are waited for (except to_pool_async's), so the engine's loader and saver threads copy
 /// concurrently with the compute stream and with each other.
 class device_pool_memory final : public tier::pool_memory {
 public:
@@ -135,6 +151,8 @@ public:
     void within_pool(std::byte* dst, const std::byte* src, std::size_t n) const override;
     void to_pool(std::span<const tier::copy_op> ops) const override;
     void from_pool(std::span<const tier::copy_op> ops) const override;
+    /// Queued on the calling thread's stream; the fence is an event recorded after them.
+    fence to_pool_async(std::span<const tier::copy_op> ops) const override;
     std::pmr::memory_resource* host_resource() const noexcept override { return &pinned_memory(); }
 };
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 
+#include "cachedattn/core/fence.hpp"
 #include "cachedattn/core/kv_entry.hpp"
 #include "cachedattn/core/rope.hpp"
 #include "cachedattn/model/config.hpp"
@@ -44,12 +45,16 @@ public:
     const float* rope_cos() const noexcept;
     const float* rope_sin() const noexcept;
 
+    /// Layer-wise loading and saving hook in here: `hook(l, written)` runs on the host once
+    /// layer l's work is queued up to its projections, before layer l's K/V is appended or
+    /// read. `written` completes when layer l-1's new K/V is in the pool (empty for l = 0).
+    /// The fence it returns, when layer l's history is resident: the compute stream waits
+    /// on it (an event: the host does not wait).
+    using layer_hook = std::function<fence(int layer, const fence& written)>;
     /// As model::transformer::forward, with `kv.pool` in GPU memory holding the model's dtype.
-    /// `before_layer(l)` runs on the host after the GPU has written layer l-1's new K/V into the
-    /// pool and before layer l's K/V is appended or read (layer-wise loading and saving hook
-    /// in here, as on the CPU). Returns when the logits are on the host.
+    /// Returns when the logits are on the host.
     void forward(const paged_kv_view<float>& kv, std::span<const token_id> tokens, bool keys_pre_rope,
-                 std::span<float> logits, const std::function<void(int)>& before_layer = {});
+                 std::span<float> logits, const layer_hook& before_layer = {});
 
 private:
     struct impl;

@@ -422,6 +422,19 @@ private:
         else h_.drop(session);
     }
 
+    /// Hands layer `layer`'s new KV to the saving policy; `written` completes when the backend
+    /// has written it. A policy that takes the fence passes it to its copy (the asynchronous
+    /// saver waits on its own thread); for one that does not, this thread waits first.
+    template <class... Fence>
+    void layer_done(int layer, std::size_t end, turn_metrics& m, const Fence&... written) {
+        if constexpr (sizeof...(Fence) == 1 && requires { writer_.layer_done(layer, end, m, written...); }) {
+            writer_.layer_done(layer, end, m, written...);
+        } else {
+            (wait(written), ...);
+            writer_.layer_done(layer, end, m);
+        }
+    }
+
     /// The model runs: the prefill (layer l waits for its load; each finished layer's new KV is
     /// handed to the saving policy), then greedy decoding, then the turn's save ends.
     void prefill_and_decode(session_id session, std::vector<token_id>& hist, std::span<const token_id> todo,
@@ -444,15 +457,19 @@ private:
                         if (p) p->abort();  // frees the loader if the prefill threw
                     }
                 } guard{load ? load->pipe.get() : nullptr};
-                b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_, [&](int l) {
-                    if (load) load->pipe->begin_layer(l);
-                    if (l > 0) writer_.layer_done(l - 1, end, m);
+                // Layer l may read its history once the fence returned here completes (the GPU's
+                // compute stream waits on it, the host does not); `written` (from backends that
+                // queue work) completes when layer l-1's new KV is in the pool.
+                b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_, [&](int l, const auto&... written) {
+                    fence loaded = load ? load->pipe->begin_layer(l) : fence{};
+                    if (l > 0) layer_done(l - 1, end, m, written...);
+                    return loaded;
                 });
                 writer_.layer_done(layers - 1, end, m);
                 prefilled = true;
             }
         } else if (load) {  // a backend without a per-layer hook: wait for the whole load first
-            load->pipe->begin_layer(layers - 1);
+            wait(load->pipe->begin_layer(layers - 1));
         }
         if (!prefilled) {
             b_.forward(dev.view(session), todo, posenc::keys_pre_rope, logits_);

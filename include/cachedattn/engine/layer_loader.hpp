@@ -4,6 +4,9 @@
 /// hit from DRAM or below is staged in the device tier (blocks allocated) and copied layer by
 /// layer on the load stream while the prefill runs, at most 1 + read_buffer layers ahead of
 /// compute; the next queued job's load may start while the current job runs (`pending`).
+/// Copies are queued (device_tier::copy_layer_async) and each layer is marked loaded with its
+/// fence, so on a GPU the compute stream, not the host, waits for them; the last layer is
+/// marked only once every copy has landed, so the load's times are final when compute sees it.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -49,16 +52,23 @@ public:
         stream_.post([&dev = dev_, &copies = copies_, session, pipe = l.pipe, src = l.src, secs = l.seconds,
                       blocks = dev_.block_ids(session)]() mutable {
             using clock = std::chrono::steady_clock;
+            using seconds = std::chrono::duration<double>;
             const auto start = clock::now();
+            double waited = 0;  // for read-buffer slots: not copying
+            fence last;         // copies land in order: the last one queued covers them all
             for (int layer = 0; layer < pipe->layers(); ++layer) {
+                const auto w0 = clock::now();
                 if (!pipe->wait_for_slot(layer)) break;
-                const auto c0 = clock::now();
-                dev.copy_layer(blocks, *src, layer);
-                const auto c1 = clock::now();
-                secs->copying += std::chrono::duration<double>(c1 - c0).count();
-                if (layer + 1 == pipe->layers()) secs->total = std::chrono::duration<double>(c1 - start).count();
-                pipe->loaded(layer);
+                waited += seconds(clock::now() - w0).count();
+                last = dev.copy_layer_async(blocks, *src, layer);
+                if (layer + 1 == pipe->layers()) {
+                    wait(last);
+                    secs->total = seconds(clock::now() - start).count();
+                    secs->copying = secs->total - waited;
+                }
+                pipe->loaded(layer, last);
             }
+            wait(last);  // an aborted load: nothing may still read `src` or write the blocks
             pipe.reset();
             src.reset();
             secs.reset();

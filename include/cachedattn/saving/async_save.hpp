@@ -21,9 +21,10 @@ struct async_save {
             copy_.begin(s, kv_len, std::move(loaded));
             copy_.copy_base();
         }
-        /// A layer's new KV exists: queue its copy now, while later layers compute.
-        void layer_done(int layer, std::size_t end, turn_metrics& m) {
-            if (copy_.active()) copy_.save(layer, layer + 1, copy_.from(), end, m);
+        /// A layer's new KV exists (once `written` completes): queue its copy now, while later
+        /// layers compute; the save stream waits for `written`, not the caller.
+        void layer_done(int layer, std::size_t end, turn_metrics& m, fence written = {}) {
+            if (copy_.active()) copy_.save(layer, layer + 1, copy_.from(), end, m, std::move(written));
         }
         /// A decoded token's KV exists in every layer.
         void token_done(std::size_t pos, turn_metrics& m) {

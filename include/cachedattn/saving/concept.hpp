@@ -18,6 +18,7 @@
 #include <memory>
 #include <string_view>
 
+#include "cachedattn/core/fence.hpp"
 #include "cachedattn/core/geometry.hpp"
 #include "cachedattn/core/kv_entry.hpp"
 #include "cachedattn/hierarchy/saved_copies.hpp"
@@ -43,7 +44,9 @@ enum class save_mode {
 
 /// The calls a writer takes, in order, for one retained turn: `begin` once the session's device
 /// blocks are reserved (kv_len cached tokens; `loaded`: the host entry being loaded, if any),
-/// `layer_done` for each prefilled layer (`end` = tokens in the entry after the prefill),
+/// `layer_done` for each prefilled layer (`end` = tokens in the entry after the prefill; a
+/// writer may also take a fourth argument, the `fence` that completes when the backend has
+/// written the layer, and wait on it off the engine's thread; otherwise the engine waits),
 /// `token_done` for each decoded token fed back, `end` when the turn's tokens are all on the
 /// device. `cancel` forgets a failed turn; `synchronize` waits for every copy queued.
 template <class W>

@@ -129,16 +129,23 @@ public:
     /// Touches only those bytes, so it may run on another thread while the model computes
     /// other layers. Pre: blocks.size() >= src.meta.blocks(g).
     void copy_layer(const std::vector<std::int32_t>& blocks, const kv_entry& src, int layer) const {
+        wait(copy_layer_async(blocks, src, layer));
+    }
+    /// The same, returning once the copy is queued (pool_memory::to_pool_async): the fence
+    /// completes when the layer is resident; `src` must outlive it.
+    fence copy_layer_async(const std::vector<std::int32_t>& blocks, const kv_entry& src, int layer) const {
         const std::size_t run = 2 * g_.block_half_layer_elems() * size_of(g_.type);
         const std::size_t off = static_cast<std::size_t>(layer) * run;
         const std::size_t n = src.meta.blocks(g_);
+        fence done;
         if (pool_) {
             std::vector<copy_op> ops(n);
             for (std::size_t b = 0; b < n; ++b)
                 ops[b] = {block(blocks[b]) + off, src.data.data() + b * block_bytes_ + off, run};
-            mem_->to_pool(ops);
+            done = mem_->to_pool_async(ops);
         }
         link_.host_to_device(n * run);
+        return done;
     }
 
     // ---- saving (the reverse of copy_layer)

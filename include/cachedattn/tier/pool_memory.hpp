@@ -5,7 +5,8 @@
 /// The CPU reference keeps the "device" pool in host memory (plain memcpy, the default). The
 /// CUDA backend passes cuda::device_pool_memory (cudaMalloc'd HBM, copies on the calling
 /// thread's stream). Copies are synchronous for the caller: when one returns the bytes are
-/// there, which is what the hierarchy's bookkeeping and the engine's layer loader assume.
+/// there, which is what the hierarchy's bookkeeping assumes. The one exception is
+/// `to_pool_async`, the layer loader's: it may return before the bytes land, with a fence.
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <span>
 #include <string_view>
 
+#include "cachedattn/core/fence.hpp"
 #include "cachedattn/tier/detail/aligned_buffer.hpp"
 
 namespace cachedattn::tier {
@@ -45,6 +47,14 @@ public:
     }
     virtual void from_pool(std::span<const copy_op> ops) const {
         for (const auto& op : ops) from_pool(op.dst, op.src, op.n);
+    }
+    /// As to_pool(ops), but may return once the copies are queued: the returned fence
+    /// completes when they have landed (empty: they already have). The sources must stay
+    /// alive and unchanged until then. A GPU pool records an event on the calling thread's
+    /// stream, which the compute stream waits on in place of the host.
+    virtual fence to_pool_async(std::span<const copy_op> ops) const {
+        to_pool(ops);
+        return {};
     }
 };
 

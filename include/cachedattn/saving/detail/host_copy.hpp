@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cachedattn/core/fence.hpp"
 #include "cachedattn/core/geometry.hpp"
 #include "cachedattn/core/kv_entry.hpp"
 #include "cachedattn/engine/turn.hpp"
@@ -63,14 +64,17 @@ public:
             copy.reset();
         });
     }
-    /// Copies tokens [first, last) of layers [layer_begin, layer_end) out of the device.
-    void save(int layer_begin, int layer_end, std::size_t first, std::size_t last, turn_metrics& m) {
+    /// Copies tokens [first, last) of layers [layer_begin, layer_end) out of the device, once
+    /// `written` (the device's work that wrote them) completes.
+    void save(int layer_begin, int layer_end, std::size_t first, std::size_t last, turn_metrics& m,
+              fence written = {}) {
         if (first >= last) return;
         const auto& j = *job_;
         m.bytes_saved += (last - first) * c_.geometry.kv_bytes_per_token() *
                          static_cast<std::size_t>(layer_end - layer_begin) / static_cast<std::size_t>(c_.geometry.layers);
         run([&dev = c_.device, copy = j.copy, blocks = j.blocks, off = j.first_offset, layer_begin, layer_end, first,
-             last]() mutable {
+             last, written = std::move(written)]() mutable {
+            wait(written);
             for (int l = layer_begin; l < layer_end; ++l) dev.save_tokens(blocks, *copy, l, off, first, last);
             copy.reset();
         });
