@@ -1,8 +1,9 @@
 // Fused paged attention with RoPE applied as operands are read (FlashAttention-2 style online
 // softmax, register-resident output, mma.sync m16n8k16 with f32 accumulation).
 //
-// One CTA = 4 warps = 64 query rows of one (sequence, kv head, key split). A row is a (new
-// token, query head of this kv head's group) pair, so GQA groups share every K/V tile and
+// One CTA = 4 or 8 warps of 16 or 32 query rows each (or 4 warps sharing 16 rows and splitting
+// the keys) of one (sequence, kv head, key split). A row is a (new token, query head of this kv
+// head's group) pair, so GQA groups share every K/V tile and
 // decode (one token, `group` heads) still feeds the tensor cores. Per 64-key tile: K is read
 // and V are copied from their pool blocks into shared memory with cp.async (the next tile is in
 // flight while this one is computed); keys stored pre-RoPE are rotated in shared memory at their
@@ -484,10 +485,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(attention_args a
 // kv head, split); each warp takes 8 (4 for GQA-8) key-instructions per step, a key spread
 // over HD/8 lanes that each own 4 dims of each RoPE half (so the rotation needs no shuffles),
 // and issues all of its K/V loads before using any. Keys stored pre-RoPE are rotated by the
-// angles of the same cos/sin table every other kernel reads, never by angles of its own (a
-// table built another way, e.g. with scaled positions, is followed as is): each warp step
-// loads the row of its first key with the K/V, and steps to the next keys with the table's
-// row KPI (RoPE angles add with position), 16 registers in place of 8 per key in flight.
+// angles of the same cos/sin table every other kernel reads, never by angles of its own: each
+// warp step loads the row of its first key with the K/V, and steps to the next keys with the
+// table's row KPI (16 registers in place of 8 per key in flight). That holds for any table of
+// unit rotations whose angles are proportional to position (theta, linear position scaling,
+// NTK); a table with magnitudes other than 1 (YaRN's mscale) would need a row per key.
 // The warps' softmax states are merged in shared memory.
 template <class T, int HD, int G, bool RopeK>
 __global__ void __launch_bounds__(128) decode_kernel(attention_args a) {

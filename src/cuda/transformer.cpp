@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 
 #include <cmath>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -261,6 +262,16 @@ void transformer::forward(const paged_kv_view<float>& kv, std::span<const token_
     // The host structs above are read by the copies: finish them before they go out of scope.
     check(cudaStreamSynchronize(s), "upload");
 
+    // The host queues layers without waiting for them: if a hook or launch throws, work that
+    // reads the pool and the block table is still queued. Drain it before the caller may free
+    // the session's blocks.
+    struct drain_on_unwind {
+        cudaStream_t s;
+        int exceptions = std::uncaught_exceptions();
+        ~drain_on_unwind() {
+            if (std::uncaught_exceptions() > exceptions) (void)cudaStreamSynchronize(s);
+        }
+    } drain{s};
     kernels::embedding(cfg.type, m.tokens.as<std::int32_t>(), n, m.embedding.get(), cfg.dim, m.x.as<float>(), s);
     fence written;  // layer l-1's new K/V are in the pool
     for (int l = 0; l < cfg.layers; ++l) {

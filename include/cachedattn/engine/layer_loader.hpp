@@ -54,9 +54,13 @@ public:
             using clock = std::chrono::steady_clock;
             using seconds = std::chrono::duration<double>;
             const auto start = clock::now();
-            double waited = 0;  // for read-buffer slots: not copying
+            double waited = 0;  // for read-buffer slots, with nothing in flight: not copying
             fence last;         // copies land in order: the last one queued covers them all
             for (int layer = 0; layer < pipe->layers(); ++layer) {
+                // The copies queued so far land first, so that time spent waiting for a slot is
+                // idle link time (the copy rate the cost meter learns stays the link's). Only
+                // this thread waits; compute waits on each layer's fence.
+                wait(last);
                 const auto w0 = clock::now();
                 if (!pipe->wait_for_slot(layer)) break;
                 waited += seconds(clock::now() - w0).count();

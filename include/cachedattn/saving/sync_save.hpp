@@ -19,7 +19,8 @@ struct sync_save {
             copy_.begin(s, kv_len, std::move(loaded));
             session_ = s;
         }
-        void layer_done(int, std::size_t, turn_metrics&) {}
+        /// Nothing to copy per layer: the fence is not waited for either.
+        void layer_done(int, std::size_t, turn_metrics&, const fence& = {}) {}
         void token_done(std::size_t, turn_metrics&) {}
         /// Everything the device has that the host base lacks, all layers, now (the turn waits).
         void end(turn_metrics& m) {

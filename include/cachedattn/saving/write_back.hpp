@@ -16,7 +16,8 @@ struct write_back {
         template <class Context>
         explicit writer(const Context&) {}
         void begin(session_id, std::size_t, const std::shared_ptr<kv_entry>&, turn_metrics&) {}
-        void layer_done(int, std::size_t, turn_metrics&) {}
+        /// Nothing to copy per layer: the fence is not waited for either.
+        void layer_done(int, std::size_t, turn_metrics&, const fence& = {}) {}
         void token_done(std::size_t, turn_metrics&) {}
         void end(turn_metrics&) {}
         void cancel() noexcept {}
