@@ -58,7 +58,9 @@ outcome run(std::size_t write_every, std::size_t read_every) {
     std::mt19937_64 rng(3);
     outcome o;
     std::map<std::uint64_t, int> turns_of;
-    for (int i = 0; i < 60; ++i) {
+    // 60 turns; 30 in the sanitizer presets (the longest test under TSan at 60: 75 s).
+    const int turns = test::quick() ? 30 : 60;
+    for (int i = 0; i < turns; ++i) {
         const session_id s{1 + rng() % 6};
         const auto input = test::random_tokens(rng, 6 + rng() % 10, b.vocab());
         auto full = eng.history(s);
@@ -92,7 +94,7 @@ TEST_CASE("fault injection: ENOSPC on writes and EIO on reads of the SSD tier, e
     CHECK(clean.turns == faulty.turns);
     CHECK(clean.faults == 0u);
     CHECK(clean.damaged == 0u);
-    REQUIRE(clean.ssd_hits > 3);
+    REQUIRE(clean.ssd_hits >= (test::quick() ? 3u : 5u));  // 3 of 30 turns, 7 of 60 (fixed seed)
     CHECK(faulty.faults > 0u);
     // Each injected fault loses the copy it touched: counted as damaged, and its turn recomputes.
     CHECK(faulty.damaged > 0u);
